@@ -1,0 +1,204 @@
+"""Image-quality and sample-quality metrics.
+
+``psnr`` and ``ssim`` are pure JAX functions (jittable, vmap-able) on images laid out
+channels-last, ``(N, H, W, C)`` batches or single ``(H, W, C)`` images. Integer inputs
+(e.g. uint8 with ``data_range=255``) are computed in float32; float inputs in at least
+float32 (float64 stays float64 when x64 is enabled).
+
+``fid_from_features`` is a host-side float64 numpy computation on feature vectors that a
+classifier produced; it is not jittable and returns a Python float.
+"""
+from __future__ import annotations
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+__all__ = ["psnr", "ssim", "fid_from_features"]
+
+
+def _float_dtype(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jnp.dtype:
+    return jnp.promote_types(jnp.result_type(x, y), jnp.float32)
+
+
+def _check_images(name: str, x: jax.Array, y: jax.Array) -> None:
+    if x.shape != y.shape:
+        raise ValueError(f"{name}: x and y must have the same shape, got {x.shape} and {y.shape}")
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{name}: expected images (H, W, C) or batches (N, H, W, C), got shape {x.shape}"
+        )
+
+
+def psnr(
+    x: jax.typing.ArrayLike,
+    y: jax.typing.ArrayLike,
+    data_range: float = 1.0,
+    max_db: float = 100.0,
+) -> jax.Array:
+    """Peak signal-to-noise ratio per image, in decibels.
+
+    ``PSNR = 10 * log10(data_range**2 / MSE)`` with the MSE taken over H, W and C of each image.
+
+    Args:
+      x, y: images of the same shape, ``(N, H, W, C)`` or ``(H, W, C)``; any real dtype,
+        values in ``[0, data_range]`` (e.g. 1.0 for floats in [0, 1], 255 for uint8).
+      data_range: peak-to-peak range of the pixel values.
+      max_db: cap, in dB. The result is ``min(PSNR, max_db)``, so identical images
+        (MSE = 0, PSNR = +inf) give exactly ``max_db`` rather than inf; the gradient
+        there is 0, never NaN.
+
+    Returns:
+      float32 (or float64) array of shape ``(N,)`` for a batch, a scalar for one image; dB.
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    _check_images("psnr", x, y)
+    dtype = _float_dtype(x, y)
+    x, y = x.astype(dtype), y.astype(dtype)
+    mse = jnp.mean(jnp.square(x - y), axis=(-3, -2, -1))
+    positive = mse > 0
+    safe_mse = jnp.where(positive, mse, jnp.ones_like(mse))
+    db = 10.0 * jnp.log10(jnp.square(jnp.asarray(data_range, dtype)) / safe_mse)
+    return jnp.where(positive, jnp.minimum(db, max_db), jnp.asarray(max_db, dtype))
+
+
+_SSIM_WIN = 11
+_SSIM_SIGMA = 1.5
+_SSIM_K1 = 0.01
+_SSIM_K2 = 0.03
+
+
+def _gaussian_1d(size: int, sigma: float) -> np.ndarray:
+    r = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(r**2) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def _separable_filter_valid(z: jax.Array, g: np.ndarray) -> jax.Array:
+    """Depthwise 'valid' filtering of (N, H, W, K) with the outer product g g^T."""
+    k = z.shape[-1]
+    win = g.shape[0]
+    g = jnp.asarray(g, z.dtype)
+    kh = jnp.broadcast_to(g.reshape(win, 1, 1, 1), (win, 1, 1, k))  # HWIO, depthwise
+    kw = jnp.broadcast_to(g.reshape(1, win, 1, 1), (1, win, 1, k))
+    dn = ("NHWC", "HWIO", "NHWC")
+    conv = lambda a, w: jax.lax.conv_general_dilated(  # noqa: E731
+        a,
+        w,
+        window_strides=(1, 1),
+        padding="VALID",
+        dimension_numbers=dn,
+        feature_group_count=k,
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    return conv(conv(z, kh), kw)
+
+
+def ssim(
+    x: jax.typing.ArrayLike,
+    y: jax.typing.ArrayLike,
+    data_range: float = 1.0,
+) -> jax.Array:
+    """Structural similarity per image (Wang et al. 2004), unitless, at most 1.
+
+    Local statistics come from an 11x11 gaussian window (sigma 1.5, weights summing to 1)
+    applied as a separable 'valid' filter (no padding: the SSIM map of an H x W image is
+    (H-10) x (W-10)), with population (weighted, not sample) variances; K1 = 0.01,
+    K2 = 0.03, C1 = (K1 L)^2, C2 = (K2 L)^2 with L = ``data_range``. This is skimage's
+    ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``
+    convention. The SSIM map is averaged over the valid positions and the channels.
+
+    Args:
+      x, y: images of the same shape, ``(N, H, W, C)`` or ``(H, W, C)``, H and W >= 11;
+        any real dtype, values in ``[0, data_range]``.
+      data_range: peak-to-peak range of the pixel values (1.0 for [0, 1], 255 for uint8).
+
+    Returns:
+      float32 (or float64) array of shape ``(N,)`` for a batch, a scalar for one image.
+    """
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    _check_images("ssim", x, y)
+    h, w = x.shape[-3], x.shape[-2]
+    if h < _SSIM_WIN or w < _SSIM_WIN:
+        raise ValueError(f"ssim: images must be at least {_SSIM_WIN}x{_SSIM_WIN}, got {h}x{w}")
+    single = x.ndim == 3
+    if single:
+        x, y = x[None], y[None]
+    dtype = _float_dtype(x, y)
+    x, y = x.astype(dtype), y.astype(dtype)
+
+    # Centre each image-channel on its mean first: variances and covariances do not change,
+    # but E[x^2] - E[x]^2 loses far less to cancellation in float32 (flat regions stay ~0).
+    m_x = jnp.mean(x, axis=(-3, -2), keepdims=True)
+    m_y = jnp.mean(y, axis=(-3, -2), keepdims=True)
+    x, y = x - m_x, y - m_y
+    # One depthwise filter pass for all five local moments: E[x], E[y], E[x^2], E[y^2], E[xy].
+    stacked = jnp.concatenate([x, y, x * x, y * y, x * y], axis=-1)
+    moments = _separable_filter_valid(stacked, _gaussian_1d(_SSIM_WIN, _SSIM_SIGMA))
+    mu_x, mu_y, e_xx, e_yy, e_xy = jnp.split(moments, 5, axis=-1)
+    var_x = e_xx - mu_x * mu_x
+    var_y = e_yy - mu_y * mu_y
+    cov_xy = e_xy - mu_x * mu_y
+    mu_x, mu_y = mu_x + m_x, mu_y + m_y
+
+    L = jnp.asarray(data_range, dtype)
+    c1 = jnp.square(_SSIM_K1 * L)
+    c2 = jnp.square(_SSIM_K2 * L)
+    num = (2.0 * mu_x * mu_y + c1) * (2.0 * cov_xy + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    out = jnp.mean(num / den, axis=(-3, -2, -1))
+    return out[0] if single else out
+
+
+def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between two sets of feature vectors, as Gaussians.
+
+    ``||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a^{1/2} C_b C_a^{1/2})^{1/2})`` with the
+    means and unbiased (ddof=1) covariances of the rows. Computed on the host in float64
+    numpy: the square roots come from ``eigh`` of symmetric PSD matrices, with tiny negative
+    eigenvalues (rounding) clipped to 0, so the result is real and symmetric in ``a``, ``b``.
+
+    Args:
+      a: features ``(N, d)``, N >= 2; any real dtype, numpy or JAX array.
+      b: features ``(M, d)``, M >= 2, same d.
+
+    Returns:
+      The distance as a Python float, in squared feature units (>= 0 up to rounding).
+
+    Raises:
+      ValueError: if a or b is not 2-D, has fewer than 2 rows, has non-finite values, or
+        the feature dimensions differ.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    for name, f in (("a", a), ("b", b)):
+        if f.ndim != 2:
+            raise ValueError(f"fid_from_features: {name} must be 2-D (num_samples, d), got shape {f.shape}")
+        if f.shape[0] < 2:
+            raise ValueError(f"fid_from_features: {name} needs at least 2 rows for a covariance, got {f.shape[0]}")
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"fid_from_features: {name} contains NaN or inf")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"fid_from_features: feature dimensions differ: a is {a.shape}, b is {b.shape} "
+            f"(d={a.shape[1]} vs d={b.shape[1]})"
+        )
+
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a = np.cov(a, rowvar=False, ddof=1).reshape(a.shape[1], a.shape[1])
+    cov_b = np.cov(b, rowvar=False, ddof=1).reshape(b.shape[1], b.shape[1])
+
+    sqrt_a = _psd_sqrt(cov_a)
+    m = sqrt_a @ cov_b @ sqrt_a
+    m = 0.5 * (m + m.T)
+    tr_sqrt = float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(m), 0.0, None))))
+
+    diff = mu_a - mu_b
+    return float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * tr_sqrt)
+
+
+def _psd_sqrt(c: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD float64 matrix via eigh."""
+    c = 0.5 * (c + c.T)
+    evals, evecs = np.linalg.eigh(c)
+    return (evecs * np.sqrt(np.clip(evals, 0.0, None))) @ evecs.T
