@@ -1,0 +1,62 @@
+"""Run configuration: one frozen dataclass for every model, and the `tiny` variant used by tests."""
+from __future__ import annotations
+
+import dataclasses
+
+MODELS = ("ae", "dae", "sr", "vae", "gan")
+DATASETS = ("mnist", "fashion_mnist")
+ARCHS = ("mlp", "conv")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a run. Fields a model does not use are ignored by it.
+
+    Sizes are in units (code_size, latent, hidden), images (batch_size) and epochs. `train_size`
+    and `test_size` take the first n images of a split (None: all of it), for quick runs.
+    """
+
+    model: str = "ae"
+    arch: str = "conv"
+    dataset: str = "fashion_mnist"
+    code_size: int = 30
+    noise: str = "gaussian:0.2"  # dae: KIND:LEVEL, see jaxae.noise.Noise
+    factor: int = 2  # sr: downsampling factor
+    sr_input: str = "blurry"  # sr: "blurry" (upsampled back to HxH) or "lowres" (l x l, upsampled in the net)
+    hidden: int = 400  # vae: hidden width
+    latent: int = 20  # vae, gan: latent units
+    beta: float = 1.0  # vae: weight of the latent (KL) loss
+    binarize: bool | None = None  # vae: dynamic binarization; None = on for mnist
+    nll_samples: int = 0  # vae: importance samples for the test log-likelihood (0: skip)
+    loss: str = "mse"  # ae, dae, sr: reconstruction loss, mse or bce
+    epochs: int = 20
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"  # cosine (decay to 0 over the run) or constant
+    seed: int = 0
+    train_size: int | None = None
+    test_size: int | None = None
+    steps_per_dispatch: int = 64
+    progress: bool = True
+
+    def __post_init__(self):
+        for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("arch", ARCHS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        for name in ("code_size", "latent", "hidden", "epochs", "batch_size", "factor", "steps_per_dispatch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}: use cosine or constant")
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def tiny(**changes) -> Config:
+    """A run of a few seconds on CPU: small subsets, one epoch, no progress bar."""
+    base = Config(epochs=1, batch_size=32, train_size=256, test_size=64, steps_per_dispatch=4, progress=False)
+    return base.replace(**changes)
