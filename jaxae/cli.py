@@ -9,14 +9,13 @@ import argparse
 import json
 import sys
 
-from jaxae.config import ARCHS, DATASETS, MODELS, Config
-
-DEFAULTS = Config()
+from jaxae.config import ARCHS, DATASETS, MODELS, make_config
 
 
 def _train_parser(sub) -> None:
+    # Options left out stay out, so that the model's own defaults (config.MODEL_DEFAULTS) apply.
     p = sub.add_parser("train", help="train and evaluate one model", argument_default=argparse.SUPPRESS)
-    p.add_argument("--model", choices=MODELS, default=DEFAULTS.model)
+    p.add_argument("--model", choices=MODELS, default="ae")
     p.add_argument("--arch", choices=ARCHS)
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--code-size", type=int, help="ae/dae: code units")
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> None:
         options = {k: v for k, v in vars(args).items() if k not in ("command", "workdir")}
         if "binarize" in options:
             options["binarize"] = options["binarize"] == "on"
-        results = runs.train(Config(**options), args.workdir)
+        results = runs.train(make_config(**options), args.workdir)
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}, indent=2))
     elif args.command == "data":
         from jaxae import data

@@ -56,7 +56,24 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def tiny(**changes) -> Config:
+# What each model uses where the user says nothing; everything else comes from Config's defaults.
+MODEL_DEFAULTS = {
+    "ae": {},
+    "dae": {},
+    "sr": {"epochs": 10},
+    "vae": {"arch": "mlp", "dataset": "mnist", "epochs": 10, "schedule": "constant"},
+    "gan": {"dataset": "mnist", "epochs": 10, "batch_size": 64, "learning_rate": 2e-4, "schedule": "constant", "latent": 100},
+}
+
+
+def make_config(model: str = "ae", **options) -> Config:
+    """A Config for `model`: its MODEL_DEFAULTS, overridden by `options`."""
+    if model not in MODEL_DEFAULTS:
+        raise ValueError(f"unknown model {model!r}: use one of {', '.join(MODELS)}")
+    return Config(model=model, **{**MODEL_DEFAULTS[model], **options})
+
+
+def tiny(model: str = "ae", **options) -> Config:
     """A run of a few seconds on CPU: small subsets, one epoch, no progress bar."""
-    base = Config(epochs=1, batch_size=32, train_size=256, test_size=64, steps_per_dispatch=4, progress=False)
-    return base.replace(**changes)
+    small = dict(epochs=1, batch_size=32, train_size=256, test_size=64, steps_per_dispatch=4, progress=False)
+    return make_config(model, **{**small, **options})
