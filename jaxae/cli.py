@@ -37,6 +37,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--test-size", type=int, help="use the first N test images")
     p.add_argument("--steps-per-dispatch", type=int)
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --workdir")
     p.add_argument("--workdir", required=True, help="folder for metrics.jsonl, results.json and pictures")
 
 

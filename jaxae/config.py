@@ -38,6 +38,7 @@ class Config:
     test_size: int | None = None
     steps_per_dispatch: int = 64
     progress: bool = True
+    resume: bool = False  # continue from the latest checkpoint in the workdir
 
     def __post_init__(self):
         for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("arch", ARCHS)):

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from jaxae.data import epoch_permutation
@@ -50,18 +51,29 @@ def _mean_tree(trees: list) -> dict:
     return jax.tree.map(lambda *xs: float(np.mean(xs)), *jax.device_get(trees))
 
 
-def make_multi_step(train_step: TrainStep):
-    """(state, images, indices (K, B), step_key) -> (state, metrics averaged over the K steps)."""
+def data_mesh(devices=None) -> Mesh:
+    """A one-axis mesh named "data" over `devices` (default: all of them)."""
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",))
+
+
+def make_multi_step(train_step: TrainStep, mesh: Mesh):
+    """(state, images, indices (K, B), step_key) -> (state, metrics averaged over the K steps).
+
+    Each batch is sharded over the mesh's "data" axis; state, images and outputs are replicated.
+    Random draws are the same whatever the number of devices (threefry keys are partitionable).
+    """
+    batch_sharding = NamedSharding(mesh, P("data"))
 
     def multi_step(state, images, indices, step_key):
         def body(state, batch_indices):
             key = jax.random.fold_in(step_key, state.step)
-            return train_step(state, images[batch_indices], key)
+            batch = jax.lax.with_sharding_constraint(images[batch_indices], batch_sharding)
+            return train_step(state, batch, key)
 
         state, metrics = jax.lax.scan(body, state, indices)
         return state, jax.tree.map(jnp.mean, metrics)
 
-    return jax.jit(multi_step, donate_argnums=0)
+    return jax.jit(multi_step, donate_argnums=0, out_shardings=NamedSharding(mesh, P()))
 
 
 def fit(
@@ -75,8 +87,11 @@ def fit(
     steps_per_dispatch: int = 64,
     on_log: Callable[[Any, dict], None] | None = None,
     progress: bool = True,
+    mesh: Mesh | None = None,
 ) -> FitResult:
     """Trains until `epochs` epochs of `images` are done, starting from `state.step`.
+
+    Data-parallel over `mesh` (default: every device); `batch_size` must divide by its size.
 
     `on_log(state, record)` runs at the end of every epoch with the epoch's mean train metrics;
     its time is not counted as training time. Raises NonFiniteError on a NaN/Inf loss.
@@ -85,10 +100,14 @@ def fit(
     steps_per_epoch = num_examples // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {batch_size} is larger than the {num_examples} training images")
+    mesh = mesh or data_mesh()
+    if batch_size % mesh.size:
+        raise ValueError(f"batch size {batch_size} does not divide over {mesh.size} devices: pick a multiple of {mesh.size}")
     chunk = largest_divisor_at_most(steps_per_epoch, steps_per_dispatch)
     data_key, step_key = jax.random.split(key)
-    images = jnp.asarray(images)
-    multi_step = make_multi_step(train_step)
+    replicated = NamedSharding(mesh, P())
+    images, state = jax.device_put((images, state), replicated)
+    multi_step = make_multi_step(train_step, mesh)
     compiled: dict[tuple, Any] = {}
     compile_seconds = train_seconds = 0.0
     history: list[dict] = []

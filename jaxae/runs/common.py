@@ -1,0 +1,132 @@
+"""Pieces every run shares: data for a config, the optimizer, keys, and the run's folder."""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxae import data, metrics, outputs
+from jaxae.config import Config
+from jaxae.objectives import to_float
+from jaxae.train.checkpoint import Checkpoints
+from jaxae.train.loop import evaluate
+
+
+def load_split(config: Config, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, 28, 28, 1) and labels (N,) of `split`, cut to train_size/test_size."""
+    images, labels = data.load(config.dataset, split)
+    n = config.train_size if split == "train" else config.test_size
+    return images[:n], labels[:n]
+
+
+def optimizer(config: Config, steps_per_epoch: int, b1: float = 0.9) -> optax.GradientTransformation:
+    """Adam at `config.learning_rate`, constant or cosine-decayed to 0 over the whole run."""
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"batch size {config.batch_size} is larger than the training set: lower --batch-size or raise --train-size"
+        )
+    rate = config.learning_rate
+    if config.schedule == "cosine":
+        rate = optax.cosine_decay_schedule(rate, config.epochs * steps_per_epoch)
+    return optax.adam(rate, b1=b1)
+
+
+def run_keys(config: Config) -> dict[str, jax.Array]:
+    """Independent keys for initialisation, training, evaluation and pictures, from the seed."""
+    names = ("init", "train", "eval", "pictures")
+    return dict(zip(names, jax.random.split(jax.random.key(config.seed), len(names))))
+
+
+def restoration_metrics(restore, corrupt, images: np.ndarray, key: jax.Array) -> dict:
+    """Test MSE and PSNR (dB) of `restore(corrupt(key, clean))` against the clean uint8 `images`.
+
+    With the same `key` as `evaluate`, every method sees exactly the corrupted images the model saw.
+    """
+
+    def eval_step(params, batch, key):
+        clean = to_float(batch)
+        out = restore(corrupt(key, clean))
+        return {"mse": jnp.mean(jnp.square(out - clean)), "psnr": jnp.mean(metrics.psnr(out, clean))}
+
+    return evaluate(eval_step, None, images, key)
+
+
+def environment() -> dict:
+    """Software versions and the device a run used, for every results file."""
+    import flax
+    import jaxlib
+    import optax as optax_module
+
+    device = jax.devices()[0]
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "optax": optax_module.__version__,
+        "python": platform.python_version(),
+        "device_kind": device.device_kind,
+        "platform": device.platform,
+        "device_count": jax.device_count(),
+    }
+
+
+class RunDir:
+    """A run's folder: metrics.jsonl (one line per log point), checkpoints/, results.json, PNGs.
+
+    A fresh run refuses a folder that already holds checkpoints (nothing written is lost); with
+    `config.resume` it continues from the latest one. A checkpoint is saved at every log point,
+    after its metrics line; results.json is replaced atomically at the end, so a failed run leaves
+    the previous results untouched.
+    """
+
+    def __init__(self, path: str | Path, config: Config):
+        self.path = Path(path)
+        self.config = config
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise OSError(f"cannot write to the workdir {self.path} ({err.strerror}): choose another --workdir") from None
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.checkpoints = Checkpoints(self.path / "checkpoints", config.to_dict())
+
+    def start(self, state):
+        """The state to train from: `state` itself, or with `config.resume` the latest checkpoint."""
+        if self.config.resume:
+            state = self.checkpoints.restore(state)
+            kept = [line for line in self._metrics_lines() if json.loads(line)["step"] <= int(state.step)]
+            self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        elif self.checkpoints.latest_step() is not None:
+            raise FileExistsError(
+                f"{self.path} already holds a run (checkpoint at step {self.checkpoints.latest_step()}): "
+                "add --resume to continue it, or choose another --workdir"
+            )
+        else:
+            self.metrics_path.write_text("")
+        return state
+
+    def _metrics_lines(self) -> list[str]:
+        return self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
+
+    def log(self, state, record: dict) -> None:
+        """`fit`'s on_log callback: one JSON line, then a checkpoint of `state`."""
+        outputs.append_jsonl(self.metrics_path, record)
+        self.checkpoints.save(state)
+
+    def history(self) -> list[dict]:
+        """Every metrics record of the run so far, resumed parts included."""
+        return [json.loads(line) for line in self._metrics_lines()]
+
+    def finish(self, results: dict) -> dict:
+        """Writes results.json with the config and environment; returns what was written."""
+        self.checkpoints.close()
+        full = {**results, "config": self.config.to_dict(), "environment": environment()}
+        outputs.write_json(self.path / "results.json", full)
+        return full

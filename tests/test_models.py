@@ -1,0 +1,61 @@
+"""Autoencoder modules and the phase-decomposed transposed convolution."""
+import chex
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import linen as nn
+
+from jaxae.models.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, autoencoder
+from jaxae.models.layers import ConvTranspose2x, depth_to_space
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("code_size", [2, 30])
+def test_autoencoder_shapes(arch, code_size):
+    model = autoencoder(arch, code_size)
+    x = jnp.zeros((3, 28, 28, 1))
+    params = model.init(jax.random.key(0), x)
+    logits = model.apply(params, x)
+    chex.assert_shape(logits, (3, 28, 28, 1))
+    chex.assert_type(logits, jnp.float32)
+    code = model.apply(params, x, method=model.encode)
+    chex.assert_shape(code, (3, code_size))
+    chex.assert_shape(model.apply(params, code, method=model.decode), (3, 28, 28, 1))
+
+
+@pytest.mark.parametrize("encoder,decoder", [(MLPEncoder(8), MLPDecoder()), (ConvEncoder(8), ConvDecoder())])
+def test_halves_work_alone(encoder, decoder):
+    x = jnp.ones((2, 28, 28, 1))
+    code = encoder.apply(encoder.init(jax.random.key(0), x), x)
+    chex.assert_shape(code, (2, 8))
+    out = decoder.apply(decoder.init(jax.random.key(1), code), code)
+    chex.assert_shape(out, (2, 28, 28, 1))
+
+
+def test_unknown_arch():
+    with pytest.raises(ValueError, match="mlp or conv"):
+        autoencoder("resnet", 8)
+
+
+def test_depth_to_space_layout():
+    x = jnp.arange(2 * 2 * 4, dtype=jnp.float32).reshape(1, 2, 2, 4)
+    y = depth_to_space(x, 2)
+    chex.assert_shape(y, (1, 4, 4, 1))
+    # Input pixel (0, 0) holds phases (0,0), (0,1), (1,0), (1,1) in its four channels.
+    chex.assert_trees_all_equal(y[0, :2, :2, 0], jnp.array([[0.0, 1.0], [2.0, 3.0]]))
+
+
+@pytest.mark.parametrize("kernel", [(3, 3), (4, 4), (5, 5), (2, 3)])
+def test_conv_transpose_2x_matches_flax(kernel):
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 5))
+    stock = nn.ConvTranspose(6, kernel, strides=(2, 2), padding="SAME")
+    ours = ConvTranspose2x(6, kernel)
+    params = stock.init(jax.random.key(1), x)
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(2), p.shape), params)
+    chex.assert_trees_all_equal_shapes(params, ours.init(jax.random.key(1), x))
+    chex.assert_trees_all_close(ours.apply(params, x), stock.apply(params, x), atol=1e-5)
+
+    def grads(module):
+        return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), argnums=(0, 1))(params, x)
+
+    chex.assert_trees_all_close(grads(ours), grads(stock), atol=1e-4, rtol=1e-4)

@@ -1,0 +1,103 @@
+"""The training loop and the ae/dae runs: determinism, learning, outputs, timings."""
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxae import data, runs
+from jaxae.config import tiny
+from jaxae.models.autoencoder import autoencoder
+from jaxae.noise import Noise
+from jaxae.objectives import reconstruction
+from jaxae.train.loop import NonFiniteError, evaluate, fit, largest_divisor_at_most
+from jaxae.train.state import create_train_state
+from jaxae.train.step import make_eval_step, make_train_step
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, _ = data.load("mnist", "train")
+    return images[:512]
+
+
+def _fit(images, seed=0, epochs=2, objective=None, **kw):
+    model = autoencoder("mlp", 8)
+    state = create_train_state(model, optax.adam(1e-3), jax.random.key(seed), jnp.zeros((1, 28, 28, 1)))
+    objective = objective or reconstruction(Noise("mask", 0.3))
+    step = make_train_step(objective)
+    return fit(state, step, images, key=jax.random.key(seed), epochs=epochs, batch_size=32, progress=False, **kw)
+
+
+def test_same_seed_same_parameters(digits):
+    a, b = _fit(digits[:128]), _fit(digits[:128])
+    chex.assert_trees_all_equal(a.state.params, b.state.params)
+    c = _fit(digits[:128], seed=1)
+    assert not np.allclose(a.state.params["encoder"]["Dense_0"]["kernel"], c.state.params["encoder"]["Dense_0"]["kernel"])
+
+
+def test_loss_decreases_on_real_digits(digits):
+    result = _fit(digits, epochs=4)
+    losses = [r["loss"] for r in result.history]
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert result.steps == 4 * (512 // 32)
+    assert result.compile_seconds > 0 and result.steps_per_second > 0
+
+
+def test_steps_per_dispatch_does_not_change_the_result(digits):
+    a = _fit(digits[:128], steps_per_dispatch=1)
+    b = _fit(digits[:128], steps_per_dispatch=4)
+    chex.assert_trees_all_close(a.state.params, b.state.params, atol=1e-6)
+
+
+def test_resume_from_a_saved_state_continues_exactly(digits):
+    straight = _fit(digits[:128], epochs=2)
+    half = _fit(digits[:128], epochs=1)
+    step = make_train_step(reconstruction(Noise("mask", 0.3)))
+    resumed = fit(half.state, step, digits[:128], key=jax.random.key(0), epochs=2, batch_size=32, progress=False)
+    chex.assert_trees_all_equal(resumed.state.params, straight.state.params)
+
+
+def test_step_compiles_once(digits):
+    step = chex.assert_max_traces(make_train_step(reconstruction()), n=1)
+    model = autoencoder("mlp", 8)
+    state = create_train_state(model, optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    fit(state, step, digits[:128], key=jax.random.key(0), epochs=3, batch_size=32, progress=False)
+
+
+def test_non_finite_loss_stops_training(digits):
+    def poisoned(params, apply_fn, batch, key):
+        loss, metrics = reconstruction()(params, apply_fn, batch, key)
+        return loss * jnp.nan, {**metrics, "loss": loss * jnp.nan}
+
+    with pytest.raises(NonFiniteError, match="step"):
+        _fit(digits[:64], objective=poisoned)
+
+
+def test_evaluate_averages_every_image(digits):
+    def eval_step(params, batch, key):
+        return {"mean": jnp.mean(batch.astype(jnp.float32))}
+
+    result = evaluate(eval_step, None, digits[:300], jax.random.key(0), batch_size=64)
+    np.testing.assert_allclose(result["mean"], digits[:300].astype(np.float64).mean(), rtol=1e-5)
+    assert largest_divisor_at_most(300, 64) == 60
+
+
+@pytest.mark.parametrize("model", ["ae", "dae"])
+def test_run_writes_results_metrics_and_picture(tmp_path, model):
+    config = tiny(model, arch="mlp", code_size=8, noise="salt_and_pepper:0.1", epochs=2)
+    results = runs.train(config, str(tmp_path))
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["test_mse"] == results["test_mse"]
+    assert 0 < results["test_mse"] < 0.2 and results["test_psnr"] > 5
+    assert results["config"]["model"] == model
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert (tmp_path / "samples.png").stat().st_size > 0
+    if model == "dae":
+        assert results["input_psnr"] < results["blur_psnr"]
+        assert results["blur_sigma"] > 0
