@@ -6,7 +6,7 @@ import pytest
 from flax import linen as nn
 
 from jaxae.models.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, autoencoder
-from jaxae.models.layers import ConvTranspose2x, depth_to_space
+from jaxae.models.layers import ConvTranspose2x, PatchConv, depth_to_space, space_to_depth
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -59,3 +59,21 @@ def test_conv_transpose_2x_matches_flax(kernel):
         return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), argnums=(0, 1))(params, x)
 
     chex.assert_trees_all_close(grads(ours), grads(stock), atol=1e-4, rtol=1e-4)
+
+
+def test_space_to_depth_inverts_depth_to_space():
+    x = jax.random.normal(jax.random.key(0), (2, 8, 12, 3))
+    for factor in (2, 4):
+        chex.assert_shape(space_to_depth(x, factor), (2, 8 // factor, 12 // factor, 3 * factor * factor))
+        chex.assert_trees_all_equal(depth_to_space(space_to_depth(x, factor), factor), x)
+
+
+def test_patch_conv_is_a_3x3_same_conv():
+    x = jax.random.normal(jax.random.key(0), (2, 7, 7, 5))
+    ours = PatchConv(6)
+    params = ours.init(jax.random.key(1), x)
+    kernel = params["params"]["Dense_0"]["kernel"].reshape(3, 3, 5, 6)
+    bias = jax.random.normal(jax.random.key(2), (6,))
+    params["params"]["Dense_0"]["bias"] = bias
+    reference = nn.Conv(6, (3, 3)).apply({"params": {"kernel": kernel, "bias": bias}}, x)
+    chex.assert_trees_all_close(ours.apply(params, x), reference, atol=1e-5)

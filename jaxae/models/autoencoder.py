@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxae.models.layers import ConvTranspose2x
+from jaxae.models.layers import PatchConv, depth_to_space, space_to_depth
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -46,34 +46,40 @@ class MLPDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """(N, 28, 28, C) -> (N, outputs): 3x3 convs, each stride-2 stage halving the size, then dense."""
+    """(N, 28, 28, C) -> (N, outputs): space-to-depth to a 7x7 grid of 4x4 cells, 3x3 convs, then dense.
+
+    The convs run on the coarse grid as matmuls (`PatchConv`): the same receptive field as
+    stride-2 convs at full resolution for a fraction of the FLOPs, and fast on XLA:CPU.
+    """
 
     outputs: int
-    features: Sequence[int] = (32, 64)
+    cell: int = 4
+    features: Sequence[int] = (64, 64)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        x = space_to_depth(x, self.cell)
         for width in self.features:
-            x = nn.relu(nn.Conv(width, (3, 3))(x))
-            x = nn.relu(nn.Conv(width, (3, 3), strides=(2, 2))(x))
+            x = nn.relu(PatchConv(width)(x))
         return nn.Dense(self.outputs)(x.reshape(x.shape[0], -1))
 
 
 class ConvDecoder(nn.Module):
-    """(N, code) -> logits (N, 28, 28, 1): dense to 7x7, stride-2 transposed convs up to 28x28."""
+    """(N, code) -> logits (N, 28, 28, C): dense to a 7x7 grid, 3x3 convs, then depth-to-space
+    (a sub-pixel convolution with cell^2 * C outputs per grid position)."""
 
-    features: Sequence[int] = (64, 32)
+    cell: int = 4
+    features: Sequence[int] = (64, 64)
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        side = self.image_shape[0] // 2 ** len(self.features)
+        side = self.image_shape[0] // self.cell
         x = nn.relu(nn.Dense(side * side * self.features[0])(z))
         x = x.reshape(z.shape[0], side, side, self.features[0])
         for width in self.features:
-            x = nn.relu(ConvTranspose2x(width)(x))
-            x = nn.relu(nn.Conv(width, (3, 3))(x))
-        return nn.Conv(self.image_shape[-1], (3, 3))(x)
+            x = nn.relu(PatchConv(width)(x))
+        return depth_to_space(PatchConv(self.cell * self.cell * self.image_shape[-1])(x), self.cell)
 
 
 class Autoencoder(nn.Module):

@@ -1,4 +1,5 @@
-"""Layers shared by the models.
+"""Layers shared by the models: pixel shuffles (`depth_to_space`, `space_to_depth`), `PatchConv`
+(a 3x3 convolution as one matmul) and `ConvTranspose2x`.
 
 `ConvTranspose2x` is a stride-2 transposed convolution computed by phase decomposition: one
 stride-1 convolution with 4x the output features, then depth-to-space. It has the same
@@ -20,6 +21,13 @@ def depth_to_space(x: jax.Array, factor: int) -> jax.Array:
     out = c // (factor * factor)
     x = x.reshape(n, h, w, factor, factor, out)
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * factor, w * factor, out)
+
+
+def space_to_depth(x: jax.Array, factor: int) -> jax.Array:
+    """(N, H, W, C) -> (N, H/f, W/f, f*f*C), the exact inverse of `depth_to_space`."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // factor, factor, w // factor, factor, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // factor, w // factor, factor * factor * c)
 
 
 def _phase_taps(k: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -66,3 +74,22 @@ class ConvTranspose2x(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,))
         return y
+
+
+class PatchConv(nn.Module):
+    """3x3 SAME convolution as one matmul over 3x3 patches (im2col): (N, h, w, Cin) -> (N, h, w, features).
+
+    Same parameters (a (9*Cin, features) kernel is a (3, 3, Cin, features) one, flattened) and
+    outputs as `nn.Conv(features, (3, 3))`. On the small grids of these models XLA:CPU runs one
+    large matmul faster than the convolution, and its gradient much faster inside a `lax.scan`.
+    """
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        patches = jnp.concatenate([padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1)
+        return nn.Dense(self.features, kernel_init=self.kernel_init)(patches)

@@ -56,8 +56,12 @@ def data_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",))
 
 
-def make_multi_step(train_step: TrainStep, mesh: Mesh):
+def make_multi_step(train_step: TrainStep, mesh: Mesh, unroll: bool = False):
     """(state, images, indices (K, B), step_key) -> (state, metrics averaged over the K steps).
+
+    `unroll` writes the K steps out as straight-line code instead of a loop: XLA:CPU runs the
+    gradients of `nn.Conv` and transposed convolutions inside a loop 10-30x slower (jax#12868).
+    Compile time grows with K, so keep K small (8) when unrolling.
 
     Each batch is sharded over the mesh's "data" axis; state, images and outputs are replicated.
     Random draws are the same whatever the number of devices (threefry keys are partitionable).
@@ -70,7 +74,7 @@ def make_multi_step(train_step: TrainStep, mesh: Mesh):
             batch = jax.lax.with_sharding_constraint(images[batch_indices], batch_sharding)
             return train_step(state, batch, key)
 
-        state, metrics = jax.lax.scan(body, state, indices)
+        state, metrics = jax.lax.scan(body, state, indices, unroll=unroll)
         return state, jax.tree.map(jnp.mean, metrics)
 
     return jax.jit(multi_step, donate_argnums=0, out_shardings=NamedSharding(mesh, P()))
@@ -88,10 +92,12 @@ def fit(
     on_log: Callable[[Any, dict], None] | None = None,
     progress: bool = True,
     mesh: Mesh | None = None,
+    unroll: bool = False,
 ) -> FitResult:
     """Trains until `epochs` epochs of `images` are done, starting from `state.step`.
 
     Data-parallel over `mesh` (default: every device); `batch_size` must divide by its size.
+    `unroll`: see `make_multi_step` (for models with `nn.Conv` layers on CPU).
 
     `on_log(state, record)` runs at the end of every epoch with the epoch's mean train metrics;
     its time is not counted as training time. Raises NonFiniteError on a NaN/Inf loss.
@@ -107,7 +113,7 @@ def fit(
     data_key, step_key = jax.random.split(key)
     replicated = NamedSharding(mesh, P())
     images, state = jax.device_put((images, state), replicated)
-    multi_step = make_multi_step(train_step, mesh)
+    multi_step = make_multi_step(train_step, mesh, unroll)
     compiled: dict[tuple, Any] = {}
     compile_seconds = train_seconds = 0.0
     history: list[dict] = []
