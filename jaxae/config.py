@@ -62,8 +62,16 @@ MODEL_DEFAULTS = {
     "ae": {},
     "dae": {},
     "sr": {"epochs": 10},
-    "vae": {"arch": "mlp", "dataset": "mnist", "epochs": 10, "schedule": "constant"},
-    "gan": {"dataset": "mnist", "epochs": 10, "batch_size": 64, "learning_rate": 2e-4, "schedule": "constant", "latent": 100},
+    "vae": {"arch": "mlp", "dataset": "mnist", "epochs": 10, "batch_size": 32, "learning_rate": 3e-3},
+    "gan": {
+        "dataset": "mnist",
+        "epochs": 10,
+        "batch_size": 64,
+        "learning_rate": 2e-4,
+        "schedule": "constant",
+        "latent": 100,
+        "steps_per_dispatch": 8,  # its convolutions run unrolled, see jaxae.train.loop.make_multi_step
+    },
 }
 
 

@@ -49,3 +49,33 @@ def reconstruction(corrupt: Corruption = no_corruption, loss: str = "mse") -> Ob
         return value, {"loss": value, "mse": mse, "psnr": jnp.mean(metrics.psnr(restored, clean))}
 
     return objective
+
+
+def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
+    """A fresh Bernoulli draw per pixel: float {0, 1} images, P(1) = the grey level x in [0, 1]."""
+    return jax.random.bernoulli(key, x).astype(jnp.float32)
+
+
+def vae(beta: float = 1.0, dynamic_binarization: bool = True) -> Objective:
+    """Negative ELBO of a `jaxae.models.vae.VAE`, one code z per image from the step key.
+
+    The key splits into a binarization key (a fresh Bernoulli draw of the batch when
+    `dynamic_binarization`) and the eps key of the reparameterization. Per image, summed over
+    pixels and latent units (nats per image), then averaged over the batch:
+    `recon` = -log p(x|z), `kl` = KL(q(z|x) || N(0, I)) in closed form, `neg_elbo` = recon + kl,
+    and the optimized `loss` = recon + beta * kl (beta-VAE; equal to neg_elbo for beta = 1).
+    """
+
+    def objective(params, apply_fn, batch, key):
+        data_key, eps_key = jax.random.split(key)
+        x = to_float(batch)
+        if dynamic_binarization:
+            x = binarize(data_key, x)
+        variables = {"params": params}
+        logits, mu, logvar = apply_fn(variables, x, eps_key)
+        recon = -apply_fn(variables, x, logits, method="log_likelihood")
+        kl = jnp.sum(losses.kl_diag_gaussian(mu, logvar), axis=-1)
+        recon, kl = jnp.mean(recon), jnp.mean(kl)
+        return recon + beta * kl, {"loss": recon + beta * kl, "neg_elbo": recon + kl, "recon": recon, "kl": kl}
+
+    return objective

@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 # Config fields that may change between a run and its resumption; any other difference is an error.
-RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume")
+RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples")
 
 
 class CheckpointMismatchError(ValueError):
