@@ -13,7 +13,7 @@ from jaxae.models.autoencoder import autoencoder
 from jaxae.noise import Noise
 from jaxae.objectives import no_corruption, reconstruction, to_float
 from jaxae.outputs import save_grid
-from jaxae.runs.common import RunDir, load_split, optimizer, restoration_metrics, run_keys
+from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, restoration_metrics, run_keys
 from jaxae.train.loop import evaluate, fit
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_eval_step, make_train_step
@@ -47,11 +47,8 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         make_train_step(objective),
         train_images,
         key=keys["train"],
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        steps_per_dispatch=config.steps_per_dispatch,
         on_log=run.log,
-        progress=config.progress,
+        **fit_options(config),
     )
     params = result.state.params
     test = evaluate(make_eval_step(objective, model.apply), params, test_images, keys["eval"])

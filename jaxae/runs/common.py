@@ -36,6 +36,18 @@ def optimizer(config: Config, steps_per_epoch: int, b1: float = 0.9) -> optax.Gr
     return optax.adam(rate, b1=b1)
 
 
+def fit_options(config: Config) -> dict:
+    """The keyword arguments of `jaxae.train.loop.fit` that come from the config."""
+    return {
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "steps_per_dispatch": config.steps_per_dispatch,
+        "progress": config.progress,
+        # nn.Conv layers (the GAN's) train much faster unrolled on XLA:CPU; the others use matmuls.
+        "unroll": config.model == "gan" and config.arch == "conv",
+    }
+
+
 def run_keys(config: Config) -> dict[str, jax.Array]:
     """Independent keys for initialisation, training, evaluation and pictures, from the seed."""
     names = ("init", "train", "eval", "pictures")

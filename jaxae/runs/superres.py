@@ -19,7 +19,7 @@ from jaxae.config import Config
 from jaxae.models.superres import superres
 from jaxae.objectives import Corruption, reconstruction, to_float
 from jaxae.outputs import save_grid
-from jaxae.runs.common import RunDir, load_split, optimizer, restoration_metrics, run_keys
+from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, restoration_metrics, run_keys
 from jaxae.train.loop import evaluate, fit
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_train_step
@@ -77,11 +77,8 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         make_train_step(reconstruction(corrupt, config.loss)),
         train_images,
         key=keys["train"],
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        steps_per_dispatch=config.steps_per_dispatch,
         on_log=run.log,
-        progress=config.progress,
+        **fit_options(config),
     )
     params, prepare, degrade = result.state.params, network_input(config), low_res(config.factor)
     restorers = {

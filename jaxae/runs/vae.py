@@ -20,7 +20,7 @@ from jaxae.config import Config
 from jaxae.models.vae import VAE, sample
 from jaxae.objectives import binarize, to_float, vae
 from jaxae.outputs import save_grid
-from jaxae.runs.common import RunDir, load_split, optimizer, run_keys
+from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, run_keys
 from jaxae.train.loop import evaluate, fit
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_eval_step, make_train_step
@@ -133,11 +133,8 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         make_train_step(vae(config.beta, dynamic_binarization=binarized)),
         train_images,
         key=keys["train"],
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        steps_per_dispatch=config.steps_per_dispatch,
         on_log=run.log,
-        progress=config.progress,
+        **fit_options(config),
     )
     params = result.state.params
     elbo_key, nll_key = jax.random.split(keys["eval"])
