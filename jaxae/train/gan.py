@@ -1,0 +1,121 @@
+"""GAN training: a state with two optimizers and a two-phase step with the shared signature
+
+    train_step(state, batch, key) -> (state, metrics)
+
+Phase 1 updates only the discriminator (real batch labelled 1, as many generated images labelled
+0); phase 2 updates only the generator (a fresh generated batch labelled "real", scored by the
+discriminator phase 1 just updated). Each phase draws its latents from its own key, split from the
+step key. `state.step` counts whole steps, so `jaxae.train.loop.fit` runs the GAN unchanged.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from flax import struct
+from flax.training.train_state import TrainState
+
+from jaxae import losses
+from jaxae.objectives import to_float
+from jaxae.train.loop import largest_divisor_at_most
+from jaxae.train.state import create_train_state
+
+
+@struct.dataclass
+class GANState:
+    """`step` (int32 scalar), each network's TrainState (params, optimizer), the latent size."""
+
+    step: jax.Array
+    generator: TrainState
+    discriminator: TrainState
+    latent: int = struct.field(pytree_node=False)
+
+
+def create_gan_state(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    generator_tx: optax.GradientTransformation,
+    discriminator_tx: optax.GradientTransformation,
+    key: jax.Array,
+    latent: int,
+    image_shape: tuple[int, int, int] = (28, 28, 1),
+) -> GANState:
+    """Initialises both networks from independent keys split from `key`."""
+    g_key, d_key = jax.random.split(key)
+    g_state = create_train_state(generator, generator_tx, g_key, jnp.zeros((1, latent)))
+    d_state = create_train_state(discriminator, discriminator_tx, d_key, jnp.zeros((1, *image_shape)))
+    return GANState(step=jnp.zeros((), jnp.int32), generator=g_state, discriminator=d_state, latent=latent)
+
+
+def sample_latents(key: jax.Array, n: int, latent: int) -> jax.Array:
+    """Standard normal latents (n, latent) float32, a pure function of `key`."""
+    return jax.random.normal(key, (n, latent), jnp.float32)
+
+
+def generate(state: GANState, latents: jax.Array) -> jax.Array:
+    """Images (N, H, W, C) float32 in [0, 1] from latents (N, latent)."""
+    return state.generator.apply_fn({"params": state.generator.params}, latents)
+
+
+@functools.partial(jax.jit, static_argnames=("n", "batch_size"))
+def sample_images(state: GANState, key: jax.Array, n: int, batch_size: int = 1000) -> jax.Array:
+    """n images (n, H, W, C) float32 in [0, 1] from latents drawn from `key`, generated in batches."""
+    latents = sample_latents(key, n, state.latent)
+    size = largest_divisor_at_most(n, batch_size)
+    images = jax.lax.map(lambda z: generate(state, z), latents.reshape(n // size, size, state.latent))
+    return images.reshape(n, *images.shape[2:])
+
+
+def _discriminate(state: GANState, params, images: jax.Array) -> jax.Array:
+    return state.discriminator.apply_fn({"params": params}, images)
+
+
+def discriminator_phase(state: GANState, real: jax.Array, key: jax.Array) -> tuple[GANState, dict]:
+    """One discriminator update on `real` (float, N images) and N generated from `key`'s latents.
+
+    Metrics: d_loss (BCE of the real batch plus BCE of the fake batch, nats, mean over N), and the
+    discriminator's accuracy on real (d_real_acc) and fake (d_fake_acc) images.
+    """
+    fake = generate(state, sample_latents(key, real.shape[0], state.latent))
+
+    def loss_fn(params):
+        real_logits, fake_logits = jnp.split(_discriminate(state, params, jnp.concatenate([real, fake])), 2)
+        return jnp.mean(losses.gan_d_loss(real_logits, fake_logits)), (real_logits, fake_logits)
+
+    (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.discriminator.params
+    )
+    metrics = {
+        "d_loss": d_loss,
+        "d_real_acc": jnp.mean(real_logits > 0),
+        "d_fake_acc": jnp.mean(fake_logits < 0),
+    }
+    return state.replace(discriminator=state.discriminator.apply_gradients(grads=grads)), metrics
+
+
+def generator_phase(state: GANState, key: jax.Array, n: int) -> tuple[GANState, dict]:
+    """One generator update: n images from `key`'s latents labelled "real" by the current discriminator.
+
+    Metrics: g_loss (non-saturating BCE, nats, mean over n).
+    """
+    latents = sample_latents(key, n, state.latent)
+
+    def loss_fn(params):
+        fake = state.generator.apply_fn({"params": params}, latents)
+        return jnp.mean(losses.gan_g_loss(_discriminate(state, state.discriminator.params, fake)))
+
+    g_loss, grads = jax.value_and_grad(loss_fn)(state.generator.params)
+    return state.replace(generator=state.generator.apply_gradients(grads=grads)), {"g_loss": g_loss}
+
+
+def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, dict]:
+    """Phase 1 then phase 2 on a uint8 batch (N, H, W, C); `loss` = d_loss + g_loss (for fit's NaN check)."""
+    d_key, g_key = jax.random.split(key)
+    state, d_metrics = discriminator_phase(state, to_float(batch), d_key)
+    state, g_metrics = generator_phase(state, g_key, batch.shape[0])
+    metrics = {**d_metrics, **g_metrics}
+    metrics["loss"] = metrics["d_loss"] + metrics["g_loss"]
+    return state.replace(step=state.step + 1), metrics

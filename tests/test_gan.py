@@ -1,0 +1,150 @@
+"""GAN models, the two-phase step and the run: phases touch only their own network, keys, traces."""
+import functools
+import json
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import serialization
+
+from jaxae import features, runs
+from jaxae.config import tiny
+from jaxae.models.gan import DCGANGenerator, gan
+from jaxae.train import gan as gan_train
+from jaxae.train.checkpoint import Checkpoints
+from jaxae.train.loop import fit
+
+LATENT = 8
+
+
+def _state(seed=0):
+    generator, discriminator = gan("mlp")
+    tx = lambda: optax.adam(2e-4, b1=0.5)  # noqa: E731
+    return gan_train.create_gan_state(generator, discriminator, tx(), tx(), jax.random.key(seed), LATENT)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return jax.random.randint(jax.random.key(9), (16, 28, 28, 1), 0, 256).astype(jnp.uint8)
+
+
+@pytest.mark.parametrize("kernel", [3, 4, 5])
+def test_generator_upsampling_matches_stock_conv_transpose(kernel):
+    """The phase-decomposed generator equals one built on nn.ConvTranspose(strides=2, SAME)."""
+    ours = DCGANGenerator(kernel_size=(kernel, kernel))
+    stock = DCGANGenerator(kernel_size=(kernel, kernel), stock_transpose=True)
+    z = jax.random.normal(jax.random.key(0), (3, LATENT))
+    params = stock.init(jax.random.key(1), z)
+    chex.assert_trees_all_equal_shapes(params, ours.init(jax.random.key(1), z))
+
+    def outputs_and_grads(module):
+        apply = lambda p: module.apply(p, z)  # noqa: E731
+        return jax.jit(lambda p: (apply(p), jax.grad(lambda p: jnp.sum(jnp.sin(10 * apply(p))))(p)))(params)
+
+    (ours_out, ours_grads), (stock_out, stock_grads) = outputs_and_grads(ours), outputs_and_grads(stock)
+    chex.assert_trees_all_close(ours_out, stock_out, atol=1e-5)
+    chex.assert_trees_all_close(ours_grads, stock_grads, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_shapes_and_ranges(arch):
+    generator, discriminator = gan(arch)
+    z = jax.random.normal(jax.random.key(0), (5, LATENT))
+    images = jax.jit(generator.apply)(generator.init(jax.random.key(1), z), z)
+    chex.assert_shape(images, (5, 28, 28, 1))
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    logits = jax.jit(discriminator.apply)(discriminator.init(jax.random.key(2), images), images)
+    chex.assert_shape(logits, (5,))
+    chex.assert_type(logits, jnp.float32)
+
+
+def test_unknown_arch():
+    with pytest.raises(ValueError, match="mlp or conv"):
+        gan("resnet")
+
+
+def test_same_key_same_latents():
+    a = gan_train.sample_latents(jax.random.key(3), 4, LATENT)
+    chex.assert_trees_all_equal(a, gan_train.sample_latents(jax.random.key(3), 4, LATENT))
+    assert not np.allclose(a, gan_train.sample_latents(jax.random.key(4), 4, LATENT))
+    chex.assert_shape(a, (4, LATENT))
+
+
+def test_discriminator_phase_leaves_the_generator_unchanged(batch):
+    state = _state()
+    new, metrics = jax.jit(gan_train.discriminator_phase)(state, batch.astype(jnp.float32) / 255, jax.random.key(0))
+    chex.assert_trees_all_equal(new.generator, state.generator)
+    assert not np.allclose(new.discriminator.params["Dense_0"]["kernel"], state.discriminator.params["Dense_0"]["kernel"])
+    assert set(metrics) == {"d_loss", "d_real_acc", "d_fake_acc"}
+
+
+def test_generator_phase_leaves_the_discriminator_unchanged():
+    state = _state()
+    new, metrics = jax.jit(gan_train.generator_phase, static_argnums=2)(state, jax.random.key(0), 16)
+    chex.assert_trees_all_equal(new.discriminator, state.discriminator)
+    weights = lambda s: s.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"]  # noqa: E731
+    assert not np.allclose(weights(new), weights(state))
+    assert set(metrics) == {"g_loss"}
+
+
+def test_train_step_updates_both_and_is_deterministic(batch):
+    state = _state()
+    step = jax.jit(gan_train.train_step)
+    new, metrics = step(state, batch, jax.random.key(5))
+    again, _ = step(state, batch, jax.random.key(5))
+    chex.assert_trees_all_equal(new, again)
+    assert int(new.step) == 1 and int(new.generator.step) == 1 and int(new.discriminator.step) == 1
+    chex.assert_tree_all_finite(metrics)
+    np.testing.assert_allclose(metrics["loss"], metrics["d_loss"] + metrics["g_loss"], rtol=1e-6)
+    for name in ("d_real_acc", "d_fake_acc"):
+        assert 0.0 <= float(metrics[name]) <= 1.0
+    other, _ = step(state, batch, jax.random.key(6))
+    assert not np.allclose(other.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"],
+                           new.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"])
+
+
+def test_step_compiles_once_under_fit(batch):
+    chex.clear_trace_counter()
+    step = chex.assert_max_traces(gan_train.train_step, n=1)
+    images = np.tile(np.asarray(batch), (4, 1, 1, 1))
+    result = fit(_state(), step, images, key=jax.random.key(0), epochs=3, batch_size=16, steps_per_dispatch=2,
+                 progress=False)
+    assert result.steps == 3 * 4 and int(result.state.step) == 12
+    assert [set(r) >= {"d_loss", "g_loss", "d_real_acc", "d_fake_acc", "loss"} for r in result.history] == [True] * 3
+
+
+def test_sample_images_are_a_function_of_the_key():
+    state = _state()
+    a = gan_train.sample_images(state, jax.random.key(1), 10, batch_size=4)
+    chex.assert_shape(a, (10, 28, 28, 1))
+    chex.assert_trees_all_close(a, gan_train.generate(state, gan_train.sample_latents(jax.random.key(1), 10, LATENT)),
+                                atol=1e-6)
+
+
+def test_tiny_run_writes_results_and_pictures(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXAE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(features, "network", functools.partial(features.network, epochs=1, train_size=512))
+    config = tiny("gan", arch="mlp", epochs=2, latent=LATENT)
+    results = runs.train(config, str(tmp_path / "run"))
+    written = json.loads((tmp_path / "run" / "results.json").read_text())
+    for key in ("fid", "fid_floor", "classifier_accuracy", "feature_network", "d_loss", "g_loss",
+                "steps_per_second", "compile_seconds"):
+        assert key in written, key
+    assert written["fid"] == results["fid"] and written["fid"] > written["fid_floor"] > 0
+    assert written["feature_network"].startswith("classifier-mnist-") and written["fid_samples"] == 64
+    for name in ("samples_epoch_01.png", "samples_epoch_02.png", "losses.png"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_state_survives_a_checkpoint(tmp_path, batch):
+    trained, _ = jax.jit(gan_train.train_step)(_state(), batch, jax.random.key(0))
+    checkpoints = Checkpoints(tmp_path, {"model": "gan"})
+    checkpoints.save(trained)
+    restored = checkpoints.restore(_state(seed=1))
+    checkpoints.close()
+    chex.assert_trees_all_equal(serialization.to_state_dict(restored), serialization.to_state_dict(trained))
+    assert int(restored.step) == 1 and restored.latent == LATENT
