@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 
 
-
 def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
     """Separable gaussian filter (std `sigma` pixels, radius ceil(3 sigma)), edges replicated."""
     radius = max(1, int(np.ceil(3 * sigma)))
@@ -34,8 +33,10 @@ class PCA:
         self.basis = vt[:components]  # (components, H*W*C)
         self.shape = images.shape[1:]
 
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        """Projects onto the components and back, clipped to [0, 1]; same shape as `images`."""
+    def reconstruct(self, images: np.ndarray, components: int | None = None) -> np.ndarray:
+        """Projects onto the first `components` (default: all fitted) and back, clipped to [0, 1];
+        same shape as `images`."""
+        basis = self.basis[:components]
         flat = np.asarray(images, np.float64).reshape(len(images), -1) - self.mean
-        out = (flat @ self.basis.T) @ self.basis + self.mean
+        out = (flat @ basis.T) @ basis + self.mean
         return np.clip(out, 0.0, 1.0).reshape(len(images), *self.shape).astype(np.float32)

@@ -152,3 +152,18 @@ def fid(dataset: str, images_a, images_b) -> float:
     """Fréchet distance between two image sets (uint8 or float in [0, 1]) in `dataset`'s features."""
     net = network(dataset)
     return metrics.fid_from_features(net.features(images_a), net.features(images_b))
+
+
+def sample_scores(dataset: str, generated, train_images: np.ndarray, test_images: np.ndarray, key: jax.Array) -> dict:
+    """fid (generated vs test images), fid_floor (as many training images, a random subset drawn
+    from `key`, vs test: what a perfect generator would score), the sample count and the network."""
+    net = network(dataset)
+    test_features = net.features(test_images)
+    n = min(len(generated), len(train_images))
+    subset = np.sort(np.asarray(jax.random.choice(key, len(train_images), (n,), replace=False)))
+    return {
+        "fid": metrics.fid_from_features(net.features(generated), test_features),
+        "fid_floor": metrics.fid_from_features(net.features(train_images[subset]), test_features),
+        "fid_samples": len(generated),
+        **net.describe(),
+    }

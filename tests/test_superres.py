@@ -12,7 +12,8 @@ from jaxae import data, metrics, noise, runs
 from jaxae.config import tiny
 from jaxae.models.superres import EPS, SuperResolver, superres
 from jaxae.objectives import no_corruption, to_float
-from jaxae.runs.superres import corruption, low_res, network_input, scores
+from jaxae.runs.common import restoration_metrics
+from jaxae.runs.superres import corruption, low_res, network_input
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_unknown_input_and_bad_factor():
 
 def test_scores_of_a_perfect_restoration(clothes):
     """Identical images: PSNR is capped at metrics.psnr's max_db (100 dB), SSIM is 1."""
-    perfect = scores(lambda x: x, no_corruption, clothes, jax.random.key(0))
+    perfect = restoration_metrics({"same": lambda x: x}, no_corruption, clothes, jax.random.key(0))["same"]
     assert perfect["psnr"] == 100.0 and perfect["mse"] == 0.0
     np.testing.assert_allclose(perfect["ssim"], 1.0, atol=1e-5)
 
@@ -77,7 +78,8 @@ def test_scores_of_a_perfect_restoration(clothes):
 def test_bicubic_scores_match_the_metrics(clothes):
     clean = to_float(jnp.asarray(clothes))
     restored = noise.upsample(noise.downsample(clean, 2), 2, "bicubic")
-    bicubic = scores(lambda low: noise.upsample(low, 2, "bicubic"), low_res(2), clothes, jax.random.key(0))
+    restorers = {"bicubic": lambda low: noise.upsample(low, 2, "bicubic")}
+    bicubic = restoration_metrics(restorers, low_res(2), clothes, jax.random.key(0))["bicubic"]
     np.testing.assert_allclose(bicubic["psnr"], float(jnp.mean(metrics.psnr(restored, clean))), rtol=1e-5)
     np.testing.assert_allclose(bicubic["ssim"], float(jnp.mean(metrics.ssim(restored, clean))), rtol=1e-5)
     assert 10 < bicubic["psnr"] < 40 and 0 < bicubic["ssim"] < 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxae.models.layers import PatchConv, depth_to_space, space_to_depth

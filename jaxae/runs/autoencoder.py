@@ -5,11 +5,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxae import baselines
 from jaxae.config import Config
-from jaxae.models.autoencoder import autoencoder
+from jaxae.models.autoencoder import IMAGE_SHAPE, autoencoder
 from jaxae.noise import Noise
 from jaxae.objectives import no_corruption, reconstruction, to_float
 from jaxae.outputs import save_grid
@@ -24,11 +23,25 @@ def corruption(config: Config):
     return Noise.parse(config.noise) if config.model == "dae" else no_corruption
 
 
-def best_blur(corrupt, images: np.ndarray, key: jax.Array, sigmas=(0.5, 0.75, 1.0, 1.5, 2.0)) -> dict:
-    """The gaussian blur that restores the test images best, chosen on them (an optimistic baseline)."""
-    scores = {s: restoration_metrics(partial(baselines.gaussian_blur, sigma=s), corrupt, images, key) for s in sigmas}
-    sigma = max(scores, key=lambda s: scores[s]["psnr"])
-    return {"blur_sigma": sigma, "blur_psnr": scores[sigma]["psnr"], "blur_mse": scores[sigma]["mse"]}
+BLUR_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)  # pixels
+
+
+def blur_restorers() -> dict:
+    """The gaussian-blur denoisers of the baseline, by name "blur_SIGMA"."""
+    return {f"blur_{s}": partial(baselines.gaussian_blur, sigma=s) for s in BLUR_SIGMAS}
+
+
+def best_blur(scores: dict) -> dict:
+    """The blur with the best PSNR among `restoration_metrics` scores of `blur_restorers()`, chosen
+    on the test images themselves (an optimistic baseline)."""
+    name = max((n for n in scores if n.startswith("blur_")), key=lambda n: scores[n]["psnr"])
+    return {"blur_sigma": float(name.removeprefix("blur_")), "blur_psnr": scores[name]["psnr"], "blur_mse": scores[name]["mse"]}
+
+
+def initial_state(config: Config, steps_per_epoch: int, key: jax.Array):
+    """The freshly initialised TrainState of the configured autoencoder (also a restore template)."""
+    model = autoencoder(config.arch, config.code_size)
+    return create_train_state(model, optimizer(config, steps_per_epoch), key, jnp.zeros((1, *IMAGE_SHAPE)))
 
 
 def train_and_evaluate(config: Config, workdir: str) -> dict:
@@ -39,9 +52,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     test_images, _ = load_split(config, "test")
     corrupt = corruption(config)
     objective = reconstruction(corrupt, config.loss)
-    model = autoencoder(config.arch, config.code_size)
-    tx = optimizer(config, len(train_images) // config.batch_size)
-    state = run.start(create_train_state(model, tx, keys["init"], jnp.zeros((1, *train_images.shape[1:]))))
+    state = run.start(initial_state(config, len(train_images) // config.batch_size, keys["init"]))
     result = fit(
         state,
         make_train_step(objective),
@@ -51,7 +62,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         **fit_options(config),
     )
     params = result.state.params
-    test = evaluate(make_eval_step(objective, model.apply), params, test_images, keys["eval"])
+    test = evaluate(make_eval_step(objective, state.apply_fn), params, test_images, keys["eval"])
     results = {
         "test_mse": test["mse"],
         "test_psnr": test["psnr"],
@@ -64,10 +75,9 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     }
     clean = to_float(jnp.asarray(test_images[:10]))
     corrupted = corrupt(keys["pictures"], clean)
-    restored = jax.nn.sigmoid(model.apply({"params": params}, corrupted))
+    restored = jax.nn.sigmoid(state.apply_fn({"params": params}, corrupted))
     if config.model == "dae":
-        inputs = restoration_metrics(lambda x: x, corrupt, test_images, keys["eval"])
-        results.update(input_psnr=inputs["psnr"], input_mse=inputs["mse"])
-        results.update(best_blur(corrupt, test_images, keys["eval"]))
+        scores = restoration_metrics({"input": lambda x: x, **blur_restorers()}, corrupt, test_images, keys["eval"])
+        results.update(input_psnr=scores["input"]["psnr"], input_mse=scores["input"]["mse"], **best_blur(scores))
     save_grid(run.path / "samples.png", [clean, corrupted, restored])
     return run.finish(results)

@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxae import features, metrics
+from jaxae import features
 from jaxae.config import Config
 from jaxae.models.gan import gan
 from jaxae.outputs import save_grid
@@ -45,20 +44,6 @@ def plot_losses(history: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-
-
-def fid_scores(dataset: str, generated, train_images: np.ndarray, test_images: np.ndarray, key: jax.Array) -> dict:
-    """fid (generated vs test), fid_floor (as many random training images vs test) and the network."""
-    net = features.network(dataset)
-    test_features = net.features(test_images)
-    n = min(len(generated), len(train_images))
-    subset = np.sort(np.asarray(jax.random.choice(key, len(train_images), (n,), replace=False)))
-    return {
-        "fid": metrics.fid_from_features(net.features(generated), test_features),
-        "fid_floor": metrics.fid_from_features(net.features(train_images[subset]), test_features),
-        "fid_samples": len(generated),
-        **net.describe(),
-    }
 
 
 def train_and_evaluate(config: Config, workdir: str) -> dict:
@@ -106,7 +91,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     generated = sample_images(result.state, sample_key, len(test_images))
     last = history[-1]
     results = {
-        **fid_scores(config.dataset, generated, train_images, test_images, floor_key),
+        **features.sample_scores(config.dataset, generated, train_images, test_images, floor_key),
         **{name: last[name] for name in ("d_loss", "g_loss", "d_real_acc", "d_fake_acc")},
         "steps_per_second": result.steps_per_second,
         "compile_seconds": result.compile_seconds,

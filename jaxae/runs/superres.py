@@ -12,15 +12,14 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxae import metrics, noise
+from jaxae import noise
 from jaxae.config import Config
 from jaxae.models.superres import superres
 from jaxae.objectives import Corruption, reconstruction, to_float
 from jaxae.outputs import save_grid
 from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, restoration_metrics, run_keys
-from jaxae.train.loop import evaluate, fit
+from jaxae.train.loop import fit
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_train_step
 
@@ -45,20 +44,6 @@ def corruption(config: Config) -> Corruption:
     """Clean images (N, H, W, C) -> the network's input; ignores the key (the degradation is fixed)."""
     degrade, prepare = low_res(config.factor), network_input(config)
     return lambda key, x: prepare(degrade(key, x))
-
-
-def scores(restore, degrade: Corruption, images: np.ndarray, key: jax.Array) -> dict:
-    """Test MSE, PSNR (dB) and SSIM of `restore(degrade(clean))` against the uint8 `images`.
-
-    Per image, then averaged; data range 1. PSNR is capped at 100 dB (`metrics.psnr`), so a
-    perfect restoration scores 100 dB and SSIM 1.
-    """
-
-    def ssim_step(params, batch, key):
-        clean = to_float(batch)
-        return {"ssim": jnp.mean(metrics.ssim(restore(degrade(key, clean)), clean))}
-
-    return {**restoration_metrics(restore, degrade, images, key), **evaluate(ssim_step, None, images, key)}
 
 
 def train_and_evaluate(config: Config, workdir: str) -> dict:
@@ -86,8 +71,8 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         **{name: partial(noise.upsample, factor=config.factor, method=name) for name in BASELINES},
     }
     results = {"factor": config.factor, "sr_input": config.sr_input}
-    for name, restore in restorers.items():
-        results.update({f"{name}_{k}": v for k, v in scores(restore, degrade, test_images, keys["eval"]).items()})
+    for name, scores in restoration_metrics(restorers, degrade, test_images, keys["eval"]).items():
+        results.update({f"{name}_{k}": v for k, v in scores.items()})
     results.update(
         steps_per_second=result.steps_per_second,
         compile_seconds=result.compile_seconds,

@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxae import metrics
 from jaxae.config import Config
+from jaxae.models.autoencoder import IMAGE_SHAPE
 from jaxae.models.vae import VAE, sample
 from jaxae.objectives import binarize, to_float, vae
 from jaxae.outputs import save_grid
@@ -43,6 +44,12 @@ def build_model(config: Config) -> VAE:
     """The configured VAE: Bernoulli likelihood on binarized data, Gaussian on grey levels."""
     likelihood = "bernoulli" if uses_binarization(config) else "gaussian"
     return VAE(latent=config.latent, hidden=config.hidden, arch=config.arch, likelihood=likelihood)
+
+
+def initial_state(config: Config, steps_per_epoch: int, key: jax.Array):
+    """The freshly initialised TrainState of the configured VAE (also a restore template)."""
+    example = jnp.zeros((1, *IMAGE_SHAPE))
+    return create_train_state(build_model(config), optimizer(config, steps_per_epoch), key, example, key)
 
 
 def binarize_once(images: np.ndarray) -> np.ndarray:
@@ -125,9 +132,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     if binarized:
         test_images = binarize_once(test_images)
     model = build_model(config)
-    tx = optimizer(config, len(train_images) // config.batch_size)
-    example = jnp.zeros((1, *train_images.shape[1:]))
-    state = run.start(create_train_state(model, tx, keys["init"], example, keys["init"]))
+    state = run.start(initial_state(config, len(train_images) // config.batch_size, keys["init"]))
     result = fit(
         state,
         make_train_step(vae(config.beta, dynamic_binarization=binarized)),
