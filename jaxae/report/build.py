@@ -1,0 +1,143 @@
+"""The main job: train what the autoencoder lesson asks about and answer it in DIR/report.md.
+
+    jaxae report --budget quick --out runs/report
+
+Each model trains as a run of its own in DIR/runs/NAME/ (results.json, metrics.jsonl, PNGs,
+checkpoints), exactly as `jaxae train` would. A run whose results.json holds the same config is
+reused; one with checkpoints but no results is resumed. What the report adds (the denoising
+transfer matrix, PCA, the FID of VAE samples) is computed from those runs with fixed keys, so
+running the command again on the same DIR gives identical numbers.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxae import baselines, features, runs
+from jaxae.config import DATASETS, Config
+from jaxae.noise import Noise
+from jaxae.objectives import to_float
+from jaxae.outputs import write_json
+from jaxae.report.markdown import render
+from jaxae.report.plan import BUDGETS, CODE_SIZES, NOISES, noise_kind, plan
+from jaxae.runs import autoencoder as ae_runs
+from jaxae.runs import vae as vae_runs
+from jaxae.runs.common import environment, load_split, restoration_metrics
+from jaxae.train.checkpoint import Checkpoints
+
+def ensure_run(config: Config, workdir: Path) -> dict:
+    """results.json of the run in `workdir`: reused if its config matches, else trained (resumed
+    from its checkpoints if an earlier attempt was interrupted)."""
+    done = workdir / "results.json"
+    if done.exists():
+        results = json.loads(done.read_text())
+        if results["config"] == config.to_dict():
+            return results
+        raise ValueError(f"{workdir} holds a run with another config: remove it or choose another --out")
+    resume = Checkpoints(workdir / "checkpoints", config.to_dict()).latest_step() is not None
+    return runs.train(config.replace(resume=resume), str(workdir))
+
+
+def trained_params(config: Config, workdir: Path, initial_state):
+    """The parameters of the finished run in `workdir`, from its last checkpoint."""
+    checkpoints = Checkpoints(workdir / "checkpoints", config.to_dict())
+    state = checkpoints.restore(initial_state(config, 1, jax.random.key(0)))
+    checkpoints.close()
+    return state.params, state.apply_fn
+
+
+def denoising_transfer(configs: dict[str, Config], out: Path) -> dict:
+    """Test PSNR (dB) of every denoiser on every (dataset, noise), with the noisy input and the
+    best gaussian blur on the same corrupted images (one fixed key, one compiled pass per column)."""
+    restorers = {}
+    for name in (f"dae_{d}_{noise_kind(n)}" for d in DATASETS for n in NOISES):
+        params, apply_fn = trained_params(configs[name], out / "runs" / name, ae_runs.initial_state)
+        restorers[name] = lambda x, params=params, apply_fn=apply_fn: jax.nn.sigmoid(apply_fn({"params": params}, x))
+    restorers.update({"noisy input": lambda x: x, **ae_runs.blur_restorers()})
+    columns = [(dataset, noise) for dataset in DATASETS for noise in NOISES]
+    rows = {name: [] for name in [*restorers][: len(columns) + 1] + ["best gaussian blur"]}
+    for dataset, noise in columns:
+        test_images = load_split(configs[f"dae_{dataset}_gaussian"], "test")[0]
+        scores = restoration_metrics(restorers, Noise.parse(noise), test_images, jax.random.key(2024))
+        scores["best gaussian blur"] = {"psnr": ae_runs.best_blur(scores)["blur_psnr"]}
+        for name in rows:
+            rows[name].append(scores[name]["psnr"])
+    return {"columns": [f"{d}/{noise_kind(n)}" for d, n in columns], "rows": rows}
+
+
+def pca_baselines(configs: dict[str, Config]) -> dict:
+    """Test MSE and PSNR of PCA with each code size, fitted on the runs' training images."""
+    scores = {}
+    for dataset in DATASETS:
+        config = configs[f"ae_{dataset}_code2"]
+        train = to_float(load_split(config, "train")[0])
+        test = np.asarray(to_float(load_split(config, "test")[0]))
+        pca = baselines.PCA(np.asarray(train), max(CODE_SIZES))
+        for size in CODE_SIZES:
+            error = np.mean(np.square(pca.reconstruct(test, size) - test), axis=(1, 2, 3))
+            scores[f"{dataset}_code{size}"] = {"mse": float(np.mean(error)), "psnr": float(np.mean(-10 * np.log10(error)))}
+    return scores
+
+
+def vae_fid(configs: dict[str, Config], out: Path, gan_results: dict) -> dict:
+    """FID of VAE prior samples (Bernoulli or Gaussian means) on the GAN's feature network, with as
+    many samples as the GAN's FID used."""
+    scores = {}
+    for dataset in DATASETS:
+        name = f"vae_{dataset}"
+        params, _ = trained_params(configs[name], out / "runs" / name, vae_runs.initial_state)
+        model = vae_runs.build_model(configs[name])
+        count = gan_results[dataset]["fid_samples"]
+        samples = jax.jit(vae_runs.sample, static_argnums=(1, 3))(params, model, jax.random.key(7), count)
+        scores[dataset] = features.fid(dataset, samples, load_split(configs[f"gan_{dataset}"], "test")[0])
+    return scores
+
+
+def build(budget_name: str, out: str | Path, command: str) -> Path:
+    """Trains or reuses every run, computes the tables and writes out/report.md (and report.json)."""
+    if budget_name not in BUDGETS:
+        raise ValueError(f"unknown budget {budget_name!r}: use {' or '.join(BUDGETS)}")
+    out = Path(out)
+    budget = BUDGETS[budget_name]
+    configs = plan(budget)
+    start = time.perf_counter()
+    results = {}
+    with tqdm(total=len(configs) + 3, unit="run", desc="report") as bar:
+        for name, config in configs.items():
+            bar.set_postfix_str(name)
+            results[name] = ensure_run(config, out / "runs" / name)
+            bar.update()
+        bar.set_postfix_str("denoising transfer")
+        transfer = denoising_transfer(configs, out)
+        bar.update()
+        bar.set_postfix_str("PCA")
+        pca = pca_baselines(configs)
+        bar.update()
+        bar.set_postfix_str("VAE FID")
+        fids = vae_fid(configs, out, {d: results[f"gan_{d}"] for d in DATASETS})
+        bar.update()
+    train_seconds = sum(r.get("train_seconds", 0.0) for r in results.values())
+    facts = {
+        "command": command,
+        "budget": budget_name,
+        "budget_description": budget.description,
+        "date": datetime.date.today().isoformat(),
+        "seed": configs["ae_mnist_code2"].seed,
+        "environment": environment(),
+        "wall_seconds_this_invocation": time.perf_counter() - start,
+        "train_seconds_all_runs": train_seconds,
+    }
+    tables = {"runs": results, "transfer": transfer, "pca": pca, "vae_fid": fids}
+    write_json(out / "report.json", {**facts, **tables})
+    path = out / "report.md"
+    text = render(facts, results, transfer, pca, fids)
+    tmp = path.with_name(".report.md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
