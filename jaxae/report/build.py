@@ -31,13 +31,18 @@ from jaxae.runs import vae as vae_runs
 from jaxae.runs.common import environment, load_split, restoration_metrics
 from jaxae.train.checkpoint import Checkpoints
 
+
+def _without_resume(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "resume"}
+
+
 def ensure_run(config: Config, workdir: Path) -> dict:
     """results.json of the run in `workdir`: reused if its config matches, else trained (resumed
     from its checkpoints if an earlier attempt was interrupted)."""
     done = workdir / "results.json"
     if done.exists():
         results = json.loads(done.read_text())
-        if results["config"] == config.to_dict():
+        if _without_resume(results["config"]) == _without_resume(config.to_dict()):
             return results
         raise ValueError(f"{workdir} holds a run with another config: remove it or choose another --out")
     resume = Checkpoints(workdir / "checkpoints", config.to_dict()).latest_step() is not None

@@ -10,6 +10,9 @@ from flax.training.train_state import TrainState
 def create_train_state(
     model: nn.Module, tx: optax.GradientTransformation, key: jax.Array, *example_inputs
 ) -> TrainState:
-    """Initialises `model` on `example_inputs` (shapes only matter) with parameters drawn from `key`."""
-    params = model.init(key, *example_inputs)["params"]
+    """Initialises `model` on `example_inputs` (shapes only matter) with parameters drawn from `key`.
+
+    The initialisation is jitted: one compilation instead of one per layer operation.
+    """
+    params = jax.jit(model.init)(key, *example_inputs)["params"]
     return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
