@@ -2,14 +2,26 @@
 
     jaxae train --model ae --dataset fashion_mnist --code-size 30 --workdir runs/ae30
     jaxae data prepare mnist --data-dir ~/tensorflow_datasets
+    jaxae report --budget quick --out runs/report
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
-from jaxae.config import ARCHS, DATASETS, MODELS, make_config
+from jaxae.config import ARCHS, DATASETS, MODELS, PARALLEL, make_config
+
+DISTRIBUTED = ("coordinator", "num_processes", "process_id")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Turns a usage error into a ValueError, which `main` reports in one line like any user error."""
+
+    def error(self, message):
+        raise ValueError(f"{message} (see {self.prog} --help)")
 
 
 def _train_parser(sub) -> None:
@@ -38,17 +50,25 @@ def _train_parser(sub) -> None:
     p.add_argument("--steps-per-dispatch", type=int)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --workdir")
+    p.add_argument("--parallel", choices=PARALLEL, help="data parallelism over all devices: jit over a Mesh (default) or pmap")
     p.add_argument("--workdir", required=True, help="folder for metrics.jsonl, results.json and pictures")
+    group = p.add_argument_group("multi-process training, one command per process (docs/distributed.md)")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for every process")
+    group.add_argument("--num-processes", type=int, help="how many processes train together")
+    group.add_argument("--process-id", type=int, help="this process's number, 0 .. num-processes - 1")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxae", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="jaxae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     prepare = data.add_parser("prepare", help="write a dataset as TFDS array_record files")
     prepare.add_argument("name", choices=DATASETS)
     prepare.add_argument("--data-dir", required=True, help="TFDS data folder to write into")
+    report = sub.add_parser("report", help="train what the lesson needs and write DIR/report.md")
+    report.add_argument("--budget", choices=("quick", "full"), default="quick")
+    report.add_argument("--out", required=True, help="folder for report.md, its figures and its runs")
     return parser
 
 
@@ -56,21 +76,50 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "train":
         from jaxae import runs
 
-        options = {k: v for k, v in vars(args).items() if k not in ("command", "workdir")}
+        options = {k: v for k, v in vars(args).items() if k not in ("command", "workdir", *DISTRIBUTED)}
         if "binarize" in options:
             options["binarize"] = options["binarize"] == "on"
-        results = runs.train(make_config(**options), args.workdir)
+        config = make_config(**options)
+        _start_distributed(args)
+        results = runs.train(config, args.workdir)
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}, indent=2))
     elif args.command == "data":
         from jaxae import data
 
         print(data.prepare(args.name, args.data_dir))
+    elif args.command == "report":
+        from jaxae import report
+
+        print(report.build(args.budget, args.out, f"jaxae report --budget {args.budget} --out {args.out}"))
+
+
+def _start_distributed(args: argparse.Namespace) -> None:
+    """Joins a multi-process run (jax.distributed.initialize) when --coordinator and its partners are given."""
+    given = [name for name in DISTRIBUTED if name in vars(args)]
+    if not given:
+        return
+    if len(given) < len(DISTRIBUTED):
+        raise ValueError("--coordinator, --num-processes and --process-id go together: give all three")
+    import jax
+
+    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
+def use_compilation_cache() -> None:
+    """Keeps compiled XLA programs in $JAXAE_XLA_CACHE (default ~/.cache/jaxae/xla): runs with
+    the same shapes, in this process or a later one, skip their compilation."""
+    import jax
+
+    folder = os.environ.get("JAXAE_XLA_CACHE") or Path.home() / ".cache" / "jaxae" / "xla"
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command; a user error prints one line `jaxae: error: ...` and returns 2."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+        use_compilation_cache()
         run(args)
     except (ValueError, OSError, FloatingPointError) as err:
         print(f"jaxae: error: {err}", file=sys.stderr)

@@ -6,6 +6,7 @@ import dataclasses
 MODELS = ("ae", "dae", "sr", "vae", "gan")
 DATASETS = ("mnist", "fashion_mnist")
 ARCHS = ("mlp", "conv")
+PARALLEL = ("jit", "pmap")  # jaxae.train.parallel: jit over a Mesh (default), or jax.pmap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +40,10 @@ class Config:
     steps_per_dispatch: int = 64
     progress: bool = True
     resume: bool = False  # continue from the latest checkpoint in the workdir
+    parallel: str = "jit"  # data parallelism over all devices: "jit" (a Mesh) or "pmap"; same numbers
 
     def __post_init__(self):
-        for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("arch", ARCHS)):
+        for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("arch", ARCHS), ("parallel", PARALLEL)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         for name in ("code_size", "latent", "hidden", "epochs", "batch_size", "factor", "steps_per_dispatch"):
@@ -70,7 +72,7 @@ MODEL_DEFAULTS = {
         "learning_rate": 2e-4,
         "schedule": "constant",
         "latent": 100,
-        "steps_per_dispatch": 8,  # its convolutions run unrolled, see jaxae.train.loop.make_multi_step
+        "steps_per_dispatch": 8,  # its convolutions run unrolled, see jaxae.train.parallel.make_multi_step
     },
 }
 

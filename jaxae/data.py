@@ -275,6 +275,23 @@ def _local_builder_cls(name: str):
     return Builder
 
 
+def check_images(images) -> None:
+    """Raises ValueError unless `images` is (N, H, W, C) uint8 (0..255), or float with values in [0, 1]."""
+    shape, dtype = np.shape(images), np.dtype(images.dtype)
+    if len(shape) != 4:
+        raise ValueError(f"images must be (N, H, W, C), got shape {shape}: add a channel axis with images[..., None]")
+    if dtype == np.uint8:
+        return
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"images must be uint8 (0..255) or float in [0, 1], got {dtype}: convert with .astype(np.uint8)")
+    if not bool(jnp.all((images >= 0.0) & (images <= 1.0))):  # false for NaN too
+        low, high, nans = float(jnp.nanmin(images)), float(jnp.nanmax(images)), int(jnp.isnan(images).sum())
+        raise ValueError(
+            f"float images must lie in [0, 1], got values from {low} to {high} and {nans} NaN: "
+            "divide 0..255 data by 255, or replace the NaN"
+        )
+
+
 @functools.partial(jax.jit, static_argnames=("num_examples", "batch_size"))
 def epoch_permutation(key: jax.Array, num_examples: int, batch_size: int, epoch: int | jax.Array) -> jax.Array:
     """Returns int32 indices (num_examples // batch_size, batch_size) shuffling one epoch.

@@ -31,6 +31,11 @@ def test_train_end_to_end(tmp_path):
         (["--noise", "blur:0.2", "--model", "dae"], "unknown noise"),
         (["--code-size", "0"], "code_size must be at least 1"),
         (["--batch-size", "1000", "--train-size", "64"], "larger than"),
+        (["--model", "cnn"], "argument --model: invalid choice: 'cnn'"),
+        (["--dataset", "cifar10"], "argument --dataset: invalid choice: 'cifar10'"),
+        (["--parallel", "dp"], "argument --parallel: invalid choice: 'dp'"),
+        (["--parallel", "pmap", "--batch-size", "30", "--train-size", "64"], "does not divide over 4 devices"),
+        (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go together"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):

@@ -62,6 +62,16 @@ def test_resume_from_a_saved_state_continues_exactly(digits):
     chex.assert_trees_all_equal(resumed.state.params, straight.state.params)
 
 
+def test_on_log_states_outlive_the_next_dispatch(digits):
+    logged = []
+    result = _fit(digits[:128], epochs=3, on_log=lambda state, record: logged.append((state, record)))
+    assert [int(state.step) for state, _ in logged] == [4, 8, 12]
+    assert [record["step"] for _, record in logged] == [4, 8, 12]
+    chex.assert_trees_all_equal(logged[-1][0].params, result.state.params)
+    kernels = [np.asarray(state.params["encoder"]["Dense_0"]["kernel"]) for state, _ in logged]
+    assert not np.array_equal(kernels[0], kernels[1])
+
+
 def test_step_compiles_once(digits):
     step = chex.assert_max_traces(make_train_step(reconstruction()), n=1)
     model = autoencoder("mlp", 8)

@@ -14,7 +14,7 @@ from jaxae import data, metrics, outputs
 from jaxae.config import Config
 from jaxae.objectives import to_float
 from jaxae.train.checkpoint import Checkpoints
-from jaxae.train.loop import evaluate
+from jaxae.train.loop import evaluate_tree
 
 
 def load_split(config: Config, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +43,7 @@ def fit_options(config: Config) -> dict:
         "batch_size": config.batch_size,
         "steps_per_dispatch": config.steps_per_dispatch,
         "progress": config.progress,
+        "parallel": config.parallel,
         # nn.Conv layers (the GAN's) train much faster unrolled on XLA:CPU; the others use matmuls.
         "unroll": config.model == "gan" and config.arch == "conv",
     }
@@ -54,18 +55,28 @@ def run_keys(config: Config) -> dict[str, jax.Array]:
     return dict(zip(names, jax.random.split(jax.random.key(config.seed), len(names))))
 
 
-def restoration_metrics(restore, corrupt, images: np.ndarray, key: jax.Array) -> dict:
-    """Test MSE and PSNR (dB) of `restore(corrupt(key, clean))` against the clean uint8 `images`.
+def restoration_metrics(restorers: dict, corrupt, images: np.ndarray, key: jax.Array) -> dict[str, dict[str, float]]:
+    """Test MSE, PSNR (dB) and SSIM of each named `restore(corrupt(key, clean))` against the clean
+    uint8 `images`: {name: {"mse", "psnr", "ssim"}}, per image then averaged, data range 1.
 
-    With the same `key` as `evaluate`, every method sees exactly the corrupted images the model saw.
+    One compiled pass scores every restorer on the same corrupted images; with the same `key` as
+    `evaluate`, they are exactly the images the model was scored on.
     """
 
     def eval_step(params, batch, key):
         clean = to_float(batch)
-        out = restore(corrupt(key, clean))
-        return {"mse": jnp.mean(jnp.square(out - clean)), "psnr": jnp.mean(metrics.psnr(out, clean))}
+        corrupted = corrupt(key, clean)
+        scores = {}
+        for name, restore in restorers.items():
+            out = restore(corrupted)
+            scores[name] = {
+                "mse": jnp.mean(jnp.square(out - clean)),
+                "psnr": jnp.mean(metrics.psnr(out, clean)),
+                "ssim": jnp.mean(metrics.ssim(out, clean)),
+            }
+        return scores
 
-    return evaluate(eval_step, None, images, key)
+    return jax.tree.map(float, evaluate_tree(eval_step, None, images, key))
 
 
 def environment() -> dict:
@@ -93,11 +104,18 @@ class RunDir:
     A fresh run refuses a folder that already holds checkpoints (nothing written is lost); with
     `config.resume` it continues from the latest one. A checkpoint is saved at every log point,
     after its metrics line; results.json is replaced atomically at the end, so a failed run leaves
-    the previous results untouched.
+    the previous results untouched. A process killed at any moment leaves a run that resumes: the
+    metrics lines after the latest checkpoint (a half-written one included) are dropped then.
+
+    In a multi-process run (jax.distributed) process 0 writes the folder and its checkpoints;
+    process i writes its own copies of the outputs to `path/process-i/` and resumes from process
+    0's checkpoints.
     """
 
     def __init__(self, path: str | Path, config: Config):
-        self.path = Path(path)
+        root = Path(path)
+        writer = jax.process_index() == 0
+        self.path = root if writer else root / f"process-{jax.process_index()}"
         self.config = config
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -107,13 +125,13 @@ class RunDir:
         except OSError as err:
             raise OSError(f"cannot write to the workdir {self.path} ({err.strerror}): choose another --workdir") from None
         self.metrics_path = self.path / "metrics.jsonl"
-        self.checkpoints = Checkpoints(self.path / "checkpoints", config.to_dict())
+        self.checkpoints = Checkpoints(root / "checkpoints", config.to_dict(), writer=writer)
 
     def start(self, state):
         """The state to train from: `state` itself, or with `config.resume` the latest checkpoint."""
         if self.config.resume:
             state = self.checkpoints.restore(state)
-            kept = [line for line in self._metrics_lines() if json.loads(line)["step"] <= int(state.step)]
+            kept = [line for line, record in self._metrics() if record["step"] <= int(state.step)]
             self.metrics_path.write_text("".join(line + "\n" for line in kept))
         elif self.checkpoints.latest_step() is not None:
             raise FileExistsError(
@@ -124,8 +142,10 @@ class RunDir:
             self.metrics_path.write_text("")
         return state
 
-    def _metrics_lines(self) -> list[str]:
-        return self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
+    def _metrics(self) -> list[tuple[str, dict]]:
+        """(line, record) for each complete line of metrics.jsonl; a line cut off by a kill is skipped."""
+        lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
+        return [(line, json.loads(line)) for line in lines if _is_json(line)]
 
     def log(self, state, record: dict) -> None:
         """`fit`'s on_log callback: one JSON line, then a checkpoint of `state`."""
@@ -134,7 +154,7 @@ class RunDir:
 
     def history(self) -> list[dict]:
         """Every metrics record of the run so far, resumed parts included."""
-        return [json.loads(line) for line in self._metrics_lines()]
+        return [record for _, record in self._metrics()]
 
     def finish(self, results: dict) -> dict:
         """Writes results.json with the config and environment; returns what was written."""
@@ -142,3 +162,11 @@ class RunDir:
         full = {**results, "config": self.config.to_dict(), "environment": environment()}
         outputs.write_json(self.path / "results.json", full)
         return full
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True

@@ -2,7 +2,10 @@
 
 A checkpoint holds the state's arrays (step, params, optimizer state) and the run's config as
 JSON. Saves are synchronous and Orbax finalises each step folder by an atomic rename, so a process
-killed at any moment leaves the previous checkpoints loadable.
+killed at any moment leaves the previous checkpoints loadable; the half-written folder it may
+leave is removed when the checkpoints are next opened. The state is saved and restored as host
+numpy arrays, so that in a multi-process run one process (the writer) saves for all, and each
+process restores on its own.
 """
 from __future__ import annotations
 
@@ -14,28 +17,47 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 # Config fields that may change between a run and its resumption; any other difference is an error.
-RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples")
+RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples", "parallel")
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint in a workdir belongs to another model or config."""
+    """The checkpoint in a workdir belongs to another model or config, or cannot be read."""
 
 
 class Checkpoints:
-    """The checkpoints under `directory` for one run whose config is `config` (a JSON-able dict)."""
+    """The checkpoints under `directory` for one run whose config is `config` (a JSON-able dict).
 
-    def __init__(self, directory: str | Path, config: dict, max_to_keep: int = 3):
+    Only a `writer` saves; every process of a run may restore. Each process works on its own
+    (no cross-process barriers), since the arrays saved are host copies of a replicated state.
+    """
+
+    def __init__(self, directory: str | Path, config: dict, max_to_keep: int = 3, writer: bool = True):
         self.config = config
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
-        self.manager = ocp.CheckpointManager(Path(directory).absolute(), options=options, item_names=("state", "config"))
+        self.writer = writer
+        directory = Path(directory).absolute()
+        directory.mkdir(parents=True, exist_ok=True)
+        process = jax.process_index()
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=False,
+            create=False,
+            read_only=not writer,
+            cleanup_tmp_directories=writer,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=process, active_processes={process}, barrier_sync_key_prefix=f"process{process}"
+            ),
+        )
+        self.manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "config"))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, state) -> None:
         """Saves `state` at its step; refuses a state with a NaN or Inf so that good checkpoints stay."""
-        leaves = serialization.to_state_dict(state)
-        if not all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(leaves))):
+        if not self.writer:
+            return
+        leaves = jax.device_get(serialization.to_state_dict(state))
+        if not all(np.isfinite(x).all() for x in jax.tree.leaves(leaves)):
             raise FloatingPointError(f"state at step {int(state.step)} holds NaN or Inf: not saved")
         self.manager.save(
             int(state.step),
@@ -43,11 +65,26 @@ class Checkpoints:
         )
 
     def restore(self, template):
-        """The latest checkpoint, shaped like `template` (a freshly initialised state)."""
+        """The latest checkpoint, shaped like `template` (a freshly initialised state), as numpy arrays."""
         step = self.manager.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.manager.directory}: train without --resume first")
-        saved_config = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        self._check_config(self._read(step, config=ocp.args.JsonRestore())["config"])
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(serialization.to_state_dict(template)))
+        restored = self._read(step, state=ocp.args.StandardRestore(abstract))["state"]
+        return serialization.from_state_dict(template, restored)
+
+    def _read(self, step: int, **items):
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as err:  # Orbax and TensorStore raise many kinds; the user needs one line
+            raise CheckpointMismatchError(
+                f"cannot read the checkpoint at step {step} in {self.manager.directory} "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); "
+                "delete that step's folder to resume from the one before, or use another --workdir"
+            ) from err
+
+    def _check_config(self, saved_config: dict) -> None:
         differences = sorted(
             k for k in set(saved_config) | set(self.config)
             if k not in RESUMABLE_CHANGES and saved_config.get(k) != self.config.get(k)
@@ -58,9 +95,6 @@ class Checkpoints:
                 f"the checkpoint in {self.manager.directory} is from another config ({detail}); "
                 "use another --workdir or the same options"
             )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, serialization.to_state_dict(template))
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-        return serialization.from_state_dict(template, restored["state"])
 
     def close(self) -> None:
         self.manager.close()

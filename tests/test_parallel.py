@@ -1,0 +1,190 @@
+"""Data parallelism: jit over 1, 2 or 4 devices and pmap give the numbers of one device."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen as nn
+
+from jaxae import data, runs
+from jaxae.config import tiny
+from jaxae.models.autoencoder import autoencoder
+from jaxae.models.gan import gan
+from jaxae.noise import Noise
+from jaxae.objectives import no_corruption, reconstruction, vae
+from jaxae.runs import vae as vae_run
+from jaxae.runs.common import optimizer
+from jaxae.train.gan import create_gan_state
+from jaxae.train.gan import train_step as gan_step
+from jaxae.train.loop import fit
+from jaxae.train.parallel import data_mesh, shard_key, sync_gradients
+from jaxae.train.state import create_train_state
+from jaxae.train.step import make_train_step
+
+CORRUPTIONS = {"ae": no_corruption, "dae": Noise("gaussian", 0.3)}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("mnist", "train")[0][:256]
+
+
+def _fit(images, model, devices, parallel):
+    net = autoencoder("mlp", 8)
+    state = create_train_state(net, optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    step = make_train_step(reconstruction(CORRUPTIONS[model]))
+    mesh = data_mesh(jax.devices()[:devices])
+    return fit(state, step, images, key=jax.random.key(1), epochs=2, batch_size=32, steps_per_dispatch=4,
+               progress=False, mesh=mesh, parallel=parallel)
+
+
+@pytest.fixture(scope="module")
+def single_device(digits):
+    return {model: _fit(digits, model, 1, "jit") for model in CORRUPTIONS}
+
+
+@pytest.mark.parametrize(
+    "model,devices,parallel",
+    [("ae", 2, "jit"), ("ae", 4, "jit"), ("ae", 1, "pmap"), ("ae", 2, "pmap"), ("ae", 4, "pmap"),
+     ("dae", 4, "jit"), ("dae", 4, "pmap")],
+)
+def test_agrees_with_one_device(digits, single_device, model, devices, parallel):
+    reference = single_device[model]
+    result = _fit(digits, model, devices, parallel)
+    chex.assert_trees_all_close(result.state.params, reference.state.params, atol=1e-5, rtol=1e-5)
+    assert [r["step"] for r in result.history] == [8, 16]
+    np.testing.assert_allclose(result.history[-1]["loss"], reference.history[-1]["loss"], rtol=1e-5)
+    assert not isinstance(result.state.params["encoder"]["Dense_0"]["kernel"].sharding, jax.sharding.NamedSharding)
+
+
+def _vae_fit(devices, parallel):
+    config = tiny("vae")
+    state = vae_run.initial_state(config, 8, jax.random.key(0))
+    return _fit_state(state, make_train_step(vae(config.beta)), devices, parallel)
+
+
+def _gan_fit(devices, parallel):
+    config = tiny("gan", arch="mlp")
+    generator, discriminator = gan("mlp")
+    state = create_gan_state(generator, discriminator, optimizer(config, 8), optimizer(config, 8), jax.random.key(0),
+                             config.latent)
+    return _fit_state(state, gan_step, devices, parallel)
+
+
+def _fit_state(state, step, devices, parallel):
+    images = data.load("mnist", "train")[0][:256]
+    return fit(state, step, images, key=jax.random.key(1), epochs=1, batch_size=32, steps_per_dispatch=4,
+               progress=False, mesh=data_mesh(jax.devices()[:devices]), parallel=parallel).state
+
+
+@pytest.mark.parametrize("fit_model", [_vae_fit, _gan_fit], ids=["vae", "gan"])
+def test_pmap_agrees_with_one_device_for_vae_and_gan(fit_model):
+    """The VAE draws two keys per step; the GAN has two TrainStates and draws latents."""
+    chex.assert_trees_all_close(jax.tree.leaves(fit_model(4, "pmap")), jax.tree.leaves(fit_model(1, "jit")), atol=1e-4)
+
+
+def test_config_knows_the_parallel_modes():
+    assert tiny(parallel="pmap").parallel == "pmap"
+    with pytest.raises(ValueError, match="unknown parallel 'dp': use one of jit, pmap"):
+        tiny(parallel="dp")
+
+
+def test_shard_keys_draw_the_rows_of_the_global_draw():
+    def draws(key, rows):
+        a, b = jax.random.split(key)
+        return {
+            "normal": jax.random.normal(a, (rows, 3, 2)),
+            "bernoulli": jax.random.bernoulli(jax.random.fold_in(b, 7), 0.3, (rows, 5)),
+            "bits8": jax.random.bits(key, (rows, 3), jnp.uint8),
+        }
+
+    key = jax.random.key(42)
+    whole = draws(key, 8)
+    parts = [draws(shard_key(key, shard), 2) for shard in range(4)]
+    for name, value in whole.items():
+        np.testing.assert_array_equal(np.concatenate([p[name] for p in parts]), value, err_msg=name)
+
+
+def test_pmap_steps_average_gradients_over_devices():
+    def step(state, batch, key):
+        grads = jax.grad(lambda p: jnp.mean(state.apply_fn({"params": p}, batch)))(state.params)
+        return state, {"grad": grads["w"]}
+
+    state = create_train_state(_Scale(), optax.sgd(1.0), jax.random.key(0), jnp.zeros((1,)))
+    batch = jnp.arange(8.0).reshape(4, 2)  # device d holds the pair (2d, 2d+1)
+    run = jax.pmap(sync_gradients(step, "d"), "d", in_axes=(None, 0, None))
+    _, metrics = run(state, batch, jax.random.key(0))
+    np.testing.assert_allclose(metrics["grad"], np.full(4, np.mean(np.arange(8.0))))
+
+
+class _Scale(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return self.param("w", lambda key: jnp.ones(())) * x
+
+
+def _train_command(workdir, *options) -> list[str]:
+    """`jaxae train` of the tiny ae run that `tiny("ae", arch="mlp", code_size=8)` describes."""
+    return [sys.executable, "-m", "jaxae.cli", "train", "--model", "ae", "--arch", "mlp", "--code-size", "8",
+            "--epochs", "1", "--batch-size", "32", "--train-size", "256", "--test-size", "64",
+            "--steps-per-dispatch", "4", "--no-progress", "--workdir", str(workdir), *options]
+
+
+def _devices_env(devices: int) -> dict:
+    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def _cli_results(workdir, devices):
+    done = subprocess.run(_train_command(workdir), capture_output=True, text=True, timeout=300, env=_devices_env(devices))
+    assert done.returncode == 0, done.stderr
+    return json.loads((workdir / "results.json").read_text())
+
+
+def test_four_devices_give_the_single_device_test_mse(tmp_path):
+    one = _cli_results(tmp_path / "one", devices=1)
+    four = _cli_results(tmp_path / "four", devices=4)
+    pmap = runs.train(tiny("ae", arch="mlp", code_size=8, parallel="pmap"), str(tmp_path / "pmap"))
+    assert [r["environment"]["device_count"] for r in (one, four, pmap)] == [1, 4, 4]
+    assert one["config"] == four["config"] and pmap["config"]["parallel"] == "pmap"
+    for result in (four, pmap):
+        np.testing.assert_allclose(result["test_mse"], one["test_mse"], rtol=1e-5)
+        np.testing.assert_allclose(result["test_psnr"], one["test_psnr"], rtol=1e-5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_in_step_and_agree_with_one(tmp_path):
+    workdir = tmp_path / "run"
+    command = _train_command(workdir, "--epochs", "2", "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2")
+    processes = [
+        subprocess.Popen([*command, "--process-id", str(i)], env=_devices_env(2), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], errors
+    folders = (workdir, workdir / "process-1")
+    results = [json.loads((f / "results.json").read_text()) for f in folders]
+    metrics = [(f / "metrics.jsonl").read_text() for f in folders]
+    assert metrics[0] == metrics[1] and metrics[0].count("\n") == 2
+    assert results[0]["test_mse"] == results[1]["test_mse"]
+    assert results[0]["environment"]["device_count"] == 4
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["16", "8"]
+    assert not (workdir / "process-1" / "checkpoints").exists()
+
+    single = runs.train(tiny("ae", arch="mlp", code_size=8, epochs=2), str(tmp_path / "single"))
+    np.testing.assert_allclose(results[0]["test_mse"], single["test_mse"], rtol=1e-5)
+    losses = [[json.loads(line)["loss"] for line in text.splitlines()]
+              for text in (metrics[0], (tmp_path / "single" / "metrics.jsonl").read_text())]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)

@@ -1,0 +1,234 @@
+"""Reliability: resumed and killed runs, NaN or Inf in training, bad input from the user."""
+import contextlib
+import gzip
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxae import cli, data, runs
+from jaxae.config import tiny
+from jaxae.objectives import reconstruction
+from jaxae.runs.autoencoder import initial_state
+from jaxae.runs.common import RunDir
+from jaxae.train.loop import NonFiniteError, fit
+from jaxae.train.step import make_train_step
+
+TIMINGS = ("steps_per_second", "compile_seconds", "train_seconds", "steps")  # per process, not per run
+CONFIG = tiny("ae", arch="mlp", code_size=8, epochs=2)
+CLI_ARGS = ["--model", "ae", "--arch", "mlp", "--code-size", "8", "--batch-size", "32", "--train-size", "256",
+            "--test-size", "64", "--steps-per-dispatch", "4", "--no-progress"]
+
+
+def _numbers(results: dict) -> dict:
+    return {k: v for k, v in results.items() if not isinstance(v, dict) and k not in TIMINGS}
+
+
+def _latest_state(workdir) -> dict:
+    folder = workdir / "checkpoints"
+    step = max(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    return ocp.StandardCheckpointer().restore((folder / str(step) / "state").absolute())
+
+
+def _files(folder) -> dict:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_straight_and_resumed_runs_are_identical(tmp_path):
+    config = CONFIG.replace(schedule="constant")  # a cosine schedule spans the epochs of the first command
+    straight = runs.train(config, str(tmp_path / "straight"))
+    runs.train(config.replace(epochs=1), str(tmp_path / "resumed"))
+    resumed = runs.train(config.replace(resume=True), str(tmp_path / "resumed"))
+    assert _numbers(resumed) == _numbers(straight)
+    assert resumed["steps"] == straight["steps"] // 2
+    chex.assert_trees_all_equal(_latest_state(tmp_path / "resumed"), _latest_state(tmp_path / "straight"))
+    lines = [(d / "metrics.jsonl").read_text() for d in (tmp_path / "straight", tmp_path / "resumed")]
+    assert lines[0] == lines[1] and lines[0].count("\n") == 2
+
+
+def test_a_run_killed_with_sigkill_resumes(tmp_path):
+    workdir, epochs = tmp_path / "run", 8
+    command = [sys.executable, "-m", "jaxae.cli", "train", *CLI_ARGS, "--epochs", str(epochs), "--workdir", str(workdir)]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # as in this process
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*")) and process.poll() is None:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.0, 0.2))  # anywhere in the next epochs: training, saving or deleting
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (workdir / "results.json").exists()
+
+    done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    resumed = json.loads((workdir / "results.json").read_text())
+    straight = runs.train(CONFIG.replace(epochs=epochs), str(tmp_path / "straight"))
+    assert 0 < resumed["steps"] < straight["steps"]
+    assert _numbers(resumed) == _numbers(straight)
+    assert (workdir / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [48, 56, 64]  # the last three
+
+
+def test_resume_skips_what_a_kill_left_half_written(tmp_path):
+    runs.train(CONFIG, str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    half = checkpoints / "24.orbax-checkpoint-tmp"  # a save cut off before Orbax's final rename
+    shutil.copytree(checkpoints / "16", half)
+    (half / "state" / "_METADATA").write_text("{")
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 3, "lo')  # an append cut off mid-line
+
+    run = RunDir(tmp_path, CONFIG.replace(epochs=3, resume=True))
+    state = run.start(_initial_state())
+    assert int(state.step) == 16 and not half.exists()
+    assert [r["step"] for r in run.history()] == [8, 16]
+    chex.assert_tree_all_finite(state.params)
+
+
+def _initial_state():
+    return initial_state(CONFIG, 256 // CONFIG.batch_size, jax.random.key(0))
+
+
+def _poisoned_step(at_step: int, what: str):
+    """A train step that puts NaN in the loss, or Inf in the parameters, at step `at_step`."""
+    step = make_train_step(reconstruction())
+
+    def poisoned(state, batch, key):
+        state, metrics = step(state, batch, key)
+        hit = state.step == at_step
+        if what == "loss":
+            return state, {**metrics, "loss": jnp.where(hit, jnp.nan, metrics["loss"])}
+        return state.replace(params=jax.tree.map(lambda p: jnp.where(hit, jnp.inf, p), state.params)), metrics
+
+    return poisoned
+
+
+@pytest.mark.parametrize(
+    "at_step,what,message",
+    [(6, "loss", "diverged at step 6 (epoch 1): loss nan"), (11, "params", "diverged at step 12 (epoch 2)"),
+     (16, "params", "parameters or optimizer state hold NaN or Inf after step 16 (epoch 2)")],
+)
+def test_non_finite_training_stops_and_keeps_the_good_checkpoint(tmp_path, at_step, what, message):
+    run = RunDir(tmp_path, CONFIG)
+    images = data.load("fashion_mnist", "train")[0][:256]
+    with pytest.raises(NonFiniteError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fit(run.start(_initial_state()), _poisoned_step(at_step, what), images, key=jax.random.key(0), epochs=2,
+            batch_size=32, steps_per_dispatch=4, progress=False, on_log=run.log)
+    saved = [] if at_step <= 8 else [8]
+    assert [r["step"] for r in run.history()] == saved
+    assert run.checkpoints.latest_step() == (saved[-1] if saved else None)
+    if saved:
+        chex.assert_tree_all_finite(_latest_state(tmp_path))
+
+
+def _cli(argv) -> tuple[int, str]:
+    """Exit status and stderr of `jaxae ARGV` run in this process."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    return code, err.getvalue()
+
+
+def _assert_one_line(code: int, err: str, message: str) -> None:
+    assert code == 2, err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished tiny ae run's workdir."""
+    workdir = tmp_path_factory.mktemp("trained") / "run"
+    assert cli.main(["train", *CLI_ARGS, "--epochs", "1", "--workdir", str(workdir)]) == 0
+    return workdir
+
+
+def _break_checkpoint(workdir) -> None:
+    for chunk in (workdir / "checkpoints" / "8" / "state").rglob("d/*"):
+        chunk.write_bytes(b"not a checkpoint")
+
+
+@pytest.mark.parametrize(
+    "args,damage,message",
+    [
+        (["--model", "dae", "--resume"], None, "from another config (model: checkpoint 'ae' vs now 'dae')"),
+        (["--code-size", "4", "--resume"], None, "code_size: checkpoint 8 vs now 4"),
+        (["--resume"], _break_checkpoint, "cannot read the checkpoint at step 8"),
+        ([], None, "already holds a run (checkpoint at step 8): add --resume"),
+    ],
+)
+def test_bad_workdir_is_one_line_and_loses_nothing(tmp_path, trained, args, damage, message):
+    workdir = tmp_path / "run"
+    shutil.copytree(trained, workdir)
+    if damage:
+        damage(workdir)
+    before = _files(workdir)
+    code, err = _cli(["train", *CLI_ARGS, "--epochs", "2", *args, "--workdir", str(workdir)])
+    _assert_one_line(code, err, message)
+    assert _files(workdir) == before
+
+
+def test_workdir_that_cannot_be_written_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("kept")
+    code, err = _cli(["train", *CLI_ARGS, "--workdir", str(blocker / "run")])
+    _assert_one_line(code, err, f"cannot write to the workdir {blocker / 'run'}")
+    assert blocker.read_text() == "kept"
+
+
+def _idx(images: np.ndarray, magic: int = 0x803) -> bytes:
+    """An IDX file's bytes: big-endian magic and dims, then the raw array."""
+    return np.array([magic, *images.shape], ">u4").tobytes() + images.tobytes()
+
+
+def _damaged_files():
+    images = np.array(data.load("fashion_mnist", "train")[0][..., 0])
+    flipped = images.copy()
+    flipped[0, 0, 0] ^= 1
+    return {
+        "truncated": (gzip.compress(_idx(images), compresslevel=1)[:5000], "as gzip"),
+        "corrupt": (gzip.compress(_idx(flipped), compresslevel=1), "differ from the published data"),
+        "shape": (gzip.compress(_idx(np.zeros((10, 32, 32), np.uint8))), "not a complete IDX file of uint8 images"),
+        "dtype": (gzip.compress(_idx(np.zeros((10, 28, 28), np.float32), magic=0xD03)), "not a complete IDX file"),
+    }
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "shape", "dtype"])
+def test_bad_data_file_is_one_line(tmp_path, monkeypatch, damage):
+    content, message = _damaged_files()[damage]
+    for name in ("train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        os.symlink(data.DEBIAN_FASHION_MNIST_DIR / name, tmp_path / name)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(content)
+    monkeypatch.setenv("JAXAE_DATA_DIR", str(tmp_path))
+    code, err = _cli(["train", *CLI_ARGS, "--dataset", "fashion_mnist", "--workdir", str(tmp_path / "run")])
+    _assert_one_line(code, err, message)
+    assert "train-images-idx3-ubyte.gz" in err and "Replace or delete it" in err
+
+
+@pytest.mark.parametrize(
+    "images,message",
+    [
+        (np.zeros((64, 28, 28), np.uint8), "must be (N, H, W, C), got shape (64, 28, 28)"),
+        (np.zeros((64, 28, 28, 1), np.int32), "uint8 (0..255) or float in [0, 1], got int32"),
+        (np.full((64, 28, 28, 1), 255.0, np.float32), "must lie in [0, 1], got values from 255.0 to 255.0 and 0 NaN"),
+        (np.where(np.eye(28)[..., None], np.nan, 0.5).astype(np.float32)[None].repeat(64, 0), "and 1792 NaN"),
+    ],
+)
+def test_bad_images_are_refused_by_fit(images, message):
+    with pytest.raises(ValueError) as error:
+        fit(_initial_state(), make_train_step(reconstruction()), images, key=jax.random.key(0), epochs=1,
+            batch_size=32, progress=False)
+    assert message in str(error.value)
