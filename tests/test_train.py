@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from jaxae import data, runs
-from jaxae.config import tiny
+from jaxae.config import make_config, tiny
 from jaxae.models.autoencoder import autoencoder
 from jaxae.noise import Noise
 from jaxae.objectives import reconstruction
@@ -46,6 +46,19 @@ def test_loss_decreases_on_real_digits(digits):
     assert losses[-1] < 0.7 * losses[0], losses
     assert result.steps == 4 * (512 // 32)
     assert result.compile_seconds > 0 and result.steps_per_second > 0
+
+
+@pytest.mark.parametrize("loss,trains", [("bce", True), ("mse", False)])
+def test_conv_autoencoder_on_digits_needs_bce(digits, loss, trains):
+    """MSE through the sigmoid stalls at the all-black image on MNIST; BCE (the default there) trains."""
+    assert make_config("ae", dataset="mnist").training_loss == "bce"
+    assert make_config("ae", dataset="fashion_mnist").training_loss == "mse"
+    assert make_config("ae", dataset="mnist", loss="mse").training_loss == "mse"
+    state = create_train_state(autoencoder("conv", 30), optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    result = fit(state, make_train_step(reconstruction(loss=loss)), digits, key=jax.random.key(0), epochs=6,
+                 batch_size=32, progress=False)
+    # A constant all-black output scores the mean squared pixel, about 0.11 on MNIST.
+    assert (result.history[-1]["mse"] < 0.06) == trains, result.history[-1]
 
 
 def test_steps_per_dispatch_does_not_change_the_result(digits):

@@ -51,7 +51,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     train_images, _ = load_split(config, "train")
     test_images, _ = load_split(config, "test")
     corrupt = corruption(config)
-    objective = reconstruction(corrupt, config.loss)
+    objective = reconstruction(corrupt, config.training_loss)
     state = run.start(initial_state(config, len(train_images) // config.batch_size, keys["init"]))
     result = fit(
         state,
@@ -66,6 +66,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     results = {
         "test_mse": test["mse"],
         "test_psnr": test["psnr"],
+        "loss": config.training_loss,
         "steps_per_second": result.steps_per_second,
         "compile_seconds": result.compile_seconds,
         "train_seconds": result.train_seconds,

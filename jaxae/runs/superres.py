@@ -59,7 +59,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     state = run.start(create_train_state(model, tx, keys["init"], example))
     result = fit(
         state,
-        make_train_step(reconstruction(corrupt, config.loss)),
+        make_train_step(reconstruction(corrupt, config.training_loss)),
         train_images,
         key=keys["train"],
         on_log=run.log,
