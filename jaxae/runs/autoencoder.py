@@ -12,7 +12,15 @@ from jaxae.models.autoencoder import IMAGE_SHAPE, autoencoder
 from jaxae.noise import Noise
 from jaxae.objectives import no_corruption, reconstruction, to_float
 from jaxae.outputs import save_grid
-from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, restoration_metrics, run_keys
+from jaxae.runs.common import (
+    RunDir,
+    fit_options,
+    load_split,
+    optimizer,
+    restoration_metrics,
+    run_keys,
+    timings_and_sizes,
+)
 from jaxae.train.loop import evaluate, fit
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_eval_step, make_train_step
@@ -67,12 +75,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         "test_mse": test["mse"],
         "test_psnr": test["psnr"],
         "loss": config.training_loss,
-        "steps_per_second": result.steps_per_second,
-        "compile_seconds": result.compile_seconds,
-        "train_seconds": result.train_seconds,
-        "steps": result.steps,
-        "train_images": len(train_images),
-        "test_images": len(test_images),
+        **timings_and_sizes(result, len(train_images), len(test_images)),
     }
     clean = to_float(jnp.asarray(test_images[:10]))
     corrupted = corrupt(keys["pictures"], clean)

@@ -49,6 +49,19 @@ def fit_options(config: Config) -> dict:
     }
 
 
+def timings_and_sizes(result, train_images: int, test_images: int) -> dict:
+    """What every results.json records of a `fit` result: steps/s (compilation excluded), compile
+    and train seconds, steps run by this invocation, and the image counts."""
+    return {
+        "steps_per_second": result.steps_per_second,
+        "compile_seconds": result.compile_seconds,
+        "train_seconds": result.train_seconds,
+        "steps": result.steps,
+        "train_images": train_images,
+        "test_images": test_images,
+    }
+
+
 def run_keys(config: Config) -> dict[str, jax.Array]:
     """Independent keys for initialisation, training, evaluation and pictures, from the seed."""
     names = ("init", "train", "eval", "pictures")

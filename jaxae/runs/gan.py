@@ -16,7 +16,7 @@ from jaxae import features
 from jaxae.config import Config
 from jaxae.models.gan import gan
 from jaxae.outputs import save_grid
-from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, run_keys
+from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, run_keys, timings_and_sizes
 from jaxae.train.gan import create_gan_state, generate, sample_images, sample_latents, train_step
 from jaxae.train.loop import fit
 
@@ -93,11 +93,6 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     results = {
         **features.sample_scores(config.dataset, generated, train_images, test_images, floor_key),
         **{name: last[name] for name in ("d_loss", "g_loss", "d_real_acc", "d_fake_acc")},
-        "steps_per_second": result.steps_per_second,
-        "compile_seconds": result.compile_seconds,
-        "train_seconds": result.train_seconds,
-        "steps": result.steps,
-        "train_images": len(train_images),
-        "test_images": len(test_images),
+        **timings_and_sizes(result, len(train_images), len(test_images)),
     }
     return run.finish(results)

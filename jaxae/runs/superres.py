@@ -18,7 +18,15 @@ from jaxae.config import Config
 from jaxae.models.superres import superres
 from jaxae.objectives import Corruption, reconstruction, to_float
 from jaxae.outputs import save_grid
-from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, restoration_metrics, run_keys
+from jaxae.runs.common import (
+    RunDir,
+    fit_options,
+    load_split,
+    optimizer,
+    restoration_metrics,
+    run_keys,
+    timings_and_sizes,
+)
 from jaxae.train.loop import fit
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_train_step
@@ -73,14 +81,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     results = {"factor": config.factor, "sr_input": config.sr_input}
     for name, scores in restoration_metrics(restorers, degrade, test_images, keys["eval"]).items():
         results.update({f"{name}_{k}": v for k, v in scores.items()})
-    results.update(
-        steps_per_second=result.steps_per_second,
-        compile_seconds=result.compile_seconds,
-        train_seconds=result.train_seconds,
-        steps=result.steps,
-        train_images=len(train_images),
-        test_images=len(test_images),
-    )
+    results.update(timings_and_sizes(result, len(train_images), len(test_images)))
     clean = to_float(jnp.asarray(test_images[:10]))
     low = degrade(keys["pictures"], clean)
     rows = [restorers[name](low) for name in ("nearest", "bicubic", "test")]

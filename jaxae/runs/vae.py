@@ -21,7 +21,7 @@ from jaxae.models.autoencoder import IMAGE_SHAPE
 from jaxae.models.vae import VAE, sample
 from jaxae.objectives import binarize, to_float, vae
 from jaxae.outputs import save_grid
-from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, run_keys
+from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, run_keys, timings_and_sizes
 from jaxae.train.loop import evaluate, fit
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_eval_step, make_train_step
@@ -163,12 +163,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         "likelihood": model.likelihood,
         "binarized": binarized,
         "units": UNITS[model.likelihood],
-        "steps_per_second": result.steps_per_second,
-        "compile_seconds": result.compile_seconds,
-        "train_seconds": result.train_seconds,
-        "steps": result.steps,
-        "train_images": len(train_images),
-        "test_images": len(test_images),
+        **timings_and_sizes(result, len(train_images), len(test_images)),
     }
     save_pictures(model, params, test_images, test_labels, keys["pictures"], run.path)
     return run.finish(results)
