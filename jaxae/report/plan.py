@@ -24,7 +24,8 @@ class Budget:
 BUDGETS = {
     "quick": Budget(
         "about 10 minutes on 2 CPU cores: 1 epoch on the first 12800 training images (VAE: all of "
-        "them), 2000 test images, IWAE with 100 samples, GAN on 6400 images",
+        "them), 2000 test images, IWAE with 100 samples, GAN on 6400 images. This checks that every "
+        "part runs; the models are far from trained, so read the answers from the full budget",
         autoencoder=dict(epochs=1, train_size=12800, test_size=2000),
         sr=dict(epochs=1, train_size=12800, test_size=2000),
         vae=dict(epochs=1, test_size=2000, nll_samples=100),
