@@ -1,0 +1,372 @@
+"""`python -m benchmarks.run [--quick] [--out FILE]`: time jaxae's train and eval steps against PyTorch.
+
+Rows, written as JSON lines to FILE as they finish, then printed as a table:
+
+- peak: the float32 matmul rate of this machine (JAX and PyTorch, alternated; the larger counts).
+- train / eval: per model, the library's train step run K steps per dispatch through
+  `jaxae.train.parallel.make_multi_step` (K and unrolling as `fit` gets them from `fit_options`), and
+  its eval step jitted alone; each alternated window by window with the PyTorch reference.
+- scaling: `fit` itself on 1, 2, 4 devices (forced CPU devices, one subprocess per count), with
+  jit-with-sharding and, where `fit` has a `parallel` parameter, with `parallel="pmap"`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from benchmarks import cases, timing
+from benchmarks.timing import Runner, median
+from jaxae.runs.common import environment, fit_options
+from jaxae.train.loop import fit
+from jaxae.train.parallel import data_mesh, make_multi_step
+
+ROOT = Path(__file__).resolve().parents[1]
+INDEX_SETS = 4  # train dispatches cycle over this many random (K, B) index arrays
+# Bars on training ("train") and evaluation ("eval") rows: minimum JAX/PyTorch ratio and share of peak.
+BARS = {
+    ("vae", "train"): {"ratio": 2.0, "peak_fraction": 0.70},
+    ("gan", "train"): {"ratio": 1.0},
+    **{(name, phase): {"ratio": 1.0} for name in ("ae-conv", "ae-mlp", "dae-conv", "dae-mlp") for phase in ("train", "eval")},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What to run and how long: `windows` timed windows of about `window_seconds` each."""
+
+    models: tuple[str, ...] = tuple(cases.SPECS)
+    windows: int = 7
+    window_seconds: float = 1.5
+    peak_size: int | None = None  # None: 2048 on a CPU, 8192 on an accelerator
+    devices: tuple[int, ...] = (1, 2, 4)
+    scaling_models: tuple[str, ...] = ("vae", "ae-conv")
+    scaling_epochs: int = 6  # per scaling run; the first one (it compiles) is not timed
+    parallel: tuple[str, ...] = ("jit", "pmap")  # fit's modes to scale; pmap only where fit has `parallel`
+    torch: bool = True  # with the PyTorch reference, where torch is installed
+
+
+QUICK = Settings(windows=5, window_seconds=0.4, scaling_models=("vae",), scaling_epochs=4)
+
+
+def synthetic_images(n: int, seed: int = 0) -> np.ndarray:
+    """n random uint8 images (n, 28, 28, 1): the steps' cost does not depend on the pixels."""
+    return np.random.default_rng(seed).integers(0, 256, (n, 28, 28, 1), dtype=np.uint8)
+
+
+def flops(compiled) -> float:
+    """XLA's FLOP count of one call of a compiled function."""
+    return float(compiled.cost_analysis().get("flops", float("nan")))
+
+
+def jax_train(case: cases.JaxCase, images: np.ndarray) -> tuple[Runner, dict]:
+    """The runner of the case's K-step dispatch on one device; info: compile_s, flops_per_step, K, unroll.
+
+    FLOPs come from the single step compiled alone (XLA counts a scan's body once, not K times).
+    """
+    mesh = data_mesh(jax.devices()[:1])
+    batch_size, k = case.config.batch_size, case.steps_per_dispatch
+    images, state = jax.device_put((images, case.state), NamedSharding(mesh, P()))
+    rng = np.random.default_rng(1)
+    index_sets = [rng.integers(0, images.shape[0], (k, batch_size), dtype=np.int32) for _ in range(INDEX_SETS)]
+    key = jax.random.key(1)
+    step_flops = flops(jax.jit(case.train_step).lower(state, images[:batch_size], key).compile())
+    compiled, compile_s = timing.timed(make_multi_step(case.train_step, mesh, case.unroll).lower(state, images, index_sets[0], key).compile)
+    runner = Runner(timing.jax_train(compiled, state, images, index_sets, key), steps=k)
+    return runner, {"compile_s": compile_s, "flops_per_step": step_flops, "steps_per_dispatch": k, "unroll": case.unroll}
+
+
+def jax_eval(case: cases.JaxCase, images: np.ndarray) -> tuple[Runner, dict]:
+    """The runner of the jitted eval step on one batch (a copy of the state: training donates it)."""
+    state = jax.tree.map(jax.numpy.array, case.state)
+    batch, key = jax.device_put(images[: case.config.batch_size]), jax.random.key(2)
+    compiled, compile_s = timing.timed(jax.jit(case.eval_step).lower(state, batch, key).compile)
+    return Runner(timing.jax_calls(compiled, state, batch, key)), {"compile_s": compile_s, "flops_per_step": flops(compiled)}
+
+
+class TorchSide:
+    """The PyTorch reference on the device matching JAX's ("cuda" for a GPU, else "cpu")."""
+
+    def __init__(self):
+        import torch
+
+        from benchmarks import torch_models
+
+        self.torch, self.models = torch, torch_models
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        gpu = jax.devices()[0].platform == "gpu" and torch.cuda.is_available()
+        self.device = torch.device("cuda" if gpu else "cpu")
+
+    def runner(self, fn) -> Runner:
+        return Runner(timing.torch_calls(fn, lambda: self.models.synchronize(self.device)))
+
+    def case(self, config, images: np.ndarray):
+        """The same model as `config`'s, on uint8 NCHW copies of `images`."""
+        tensor = self.torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+        options = cases.torch_options(config)
+        return self.models.build(config.model, config.arch, config.batch_size, config.learning_rate, tensor, self.device, **options)
+
+    def info(self) -> dict:
+        return {"torch": self.torch.__version__, "torch_threads": self.torch.get_num_threads(), "torch_device": str(self.device)}
+
+
+def rate_fields(rates: list[float], batch_size: int, prefix: str = "") -> dict:
+    """Median steps/s and images/s over windows, and the windows themselves."""
+    steps = median(rates)
+    return {f"{prefix}steps_per_s": steps, f"{prefix}images_per_s": steps * batch_size, f"{prefix}window_steps_per_s": rates}
+
+
+def peak_row(settings: Settings, torch_side: TorchSide | None) -> dict:
+    """The matmul peak (FLOP/s): JAX's and PyTorch's rates, alternated; `flops_per_s` is the larger."""
+    n = settings.peak_size or (2048 if jax.devices()[0].platform == "cpu" else 8192)
+    runners = [Runner(timing.jax_matmul(n))]
+    if torch_side:
+        runners.append(torch_side.runner(torch_side.models.matmul(n, torch_side.device)))
+    rates = timing.alternate(runners, settings.windows, settings.window_seconds)
+    per_second = [2.0 * n**3 * median(r) for r in rates]
+    row = {"kind": "peak", "size": n, "jax_flops_per_s": per_second[0], "flops_per_s": max(per_second)}
+    if torch_side:
+        row["torch_flops_per_s"] = per_second[1]
+    return row
+
+
+def model_rows(name: str, settings: Settings, torch_side: TorchSide | None, peak: float) -> list[dict]:
+    """The train row and the eval row of model `name`, each JAX alternated with PyTorch."""
+    case = cases.build(name, jax.random.key(0))
+    images = synthetic_images(cases.TRAIN_IMAGES)
+    batch_size, params = case.config.batch_size, case.params
+    jax_runners = {"eval": jax_eval(case, images)}  # first: it copies the state that training donates
+    jax_runners["train"] = jax_train(case, images)
+    reference = torch_side.case(case.config, images) if torch_side else None
+    torch_runners = {"train": reference.train, "eval": reference.evaluate} if reference else {}
+    rows = []
+    for phase in ("train", "eval"):
+        runner, info = jax_runners[phase]
+        runners = [runner] + ([torch_side.runner(torch_runners[phase])] if reference else [])
+        rates = timing.alternate(runners, settings.windows, settings.window_seconds)
+        row = {"kind": phase, "model": name, "batch_size": batch_size, "params": params, "devices": 1, **info}
+        row.update(rate_fields(rates[0], batch_size))
+        row.update(flops_per_s=row["flops_per_step"] * row["steps_per_s"])
+        row.update(peak_fraction=row["flops_per_s"] / peak)
+        if reference:
+            row.update(rate_fields(rates[1], batch_size, "torch_"), torch_params=reference.params)
+            row.update(ratio=row["steps_per_s"] / row["torch_steps_per_s"])
+        rows.append(row)
+    return rows
+
+
+def scaling_worker(job: dict) -> dict:
+    """One scaling row: `fit` on the first job["devices"] devices, epochs of job["dispatches"] dispatches.
+
+    Each epoch after the first is a window, timed from one `on_log` call to the next (so it
+    includes fit's own per-epoch work: the permutation, fetching the metrics, its checks).
+    """
+    case = cases.build(job["model"], jax.random.key(0))
+    batch_size, k = case.config.batch_size, case.steps_per_dispatch
+    stamps: list[float] = []
+    options = {} if job["parallel"] == "jit" else {"parallel": job["parallel"]}
+    result = fit(
+        case.state,
+        case.train_step,
+        synthetic_images(batch_size * k * job["dispatches"]),
+        key=jax.random.key(1),
+        epochs=job["epochs"],
+        batch_size=batch_size,
+        steps_per_dispatch=k,
+        progress=False,
+        mesh=data_mesh(jax.devices()[: job["devices"]]),
+        unroll=case.unroll,
+        on_log=lambda state, record: stamps.append(time.perf_counter()),
+        **options,
+    )
+    rates = [k * job["dispatches"] / s for s in np.diff(stamps)]
+    head = {"kind": "scaling", **job, "batch_size": batch_size, "params": case.params, "steps_per_dispatch": k, "unroll": case.unroll}
+    return {**head, "compile_s": result.compile_seconds, **rate_fields(rates, batch_size)}
+
+
+def run_worker(job: dict) -> dict:
+    """`scaling_worker(job)` in a fresh process; on a CPU with job["devices"] forced host devices.
+
+    A failed run gives a row with its error (the last line of its stderr) instead of numbers.
+    """
+    env = dict(os.environ)
+    if jax.devices()[0].platform == "cpu":
+        flag = f"--xla_force_host_platform_device_count={job['devices']}"
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
+    command = [sys.executable, "-m", "benchmarks.run", "--worker", json.dumps(job)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode:
+        return {"kind": "scaling", **job, "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def scaling_rows(settings: Settings, train_rows: dict[str, dict], peak: float) -> list[dict]:
+    """Scaling rows over settings.devices (on an accelerator: those it has), jit and, if fit has it, pmap.
+
+    Epochs last about settings.window_seconds at the single-device rate of `train_rows`, whose
+    FLOPs per step also give the rows' FLOP/s. `speedup` is steps/s relative to the one-device
+    row of the same parallel mode.
+    """
+    counts = settings.devices if jax.devices()[0].platform == "cpu" else [n for n in settings.devices if n <= jax.device_count()]
+    has_modes = "parallel" in inspect.signature(fit).parameters
+    modes = [mode for mode in settings.parallel if mode == "jit" or has_modes]
+    rows = []
+    for name in settings.scaling_models:
+        single = train_rows.get(name)
+        k = fit_options(cases.config_of(name))["steps_per_dispatch"]
+        dispatches = max(1, round(settings.window_seconds * single["steps_per_s"] / k)) if single else 2
+        for mode in modes:
+            base = None
+            for n in counts:
+                job = {"model": name, "parallel": mode, "devices": n, "dispatches": dispatches, "epochs": settings.scaling_epochs}
+                row = run_worker(job)
+                base = base or row.get("steps_per_s")
+                if base and "steps_per_s" in row:
+                    row["speedup"] = row["steps_per_s"] / base
+                if single and "steps_per_s" in row:
+                    row["flops_per_s"] = single["flops_per_step"] * row["steps_per_s"]
+                    row["peak_fraction"] = row["flops_per_s"] / peak
+                rows.append(row)
+    return rows
+
+
+def run_all(settings: Settings, write) -> list[dict]:
+    """Every row, each passed to `write(row)` as soon as it is measured."""
+    torch_side = None
+    if settings.torch and importlib.util.find_spec("torch") is None:
+        print("torch is not installed (pip install -e '.[bench]'): JAX rows only", file=sys.stderr)
+    elif settings.torch:
+        torch_side = TorchSide()
+    common = {**environment(), **(torch_side.info() if torch_side else {})}
+    rows = []
+
+    def emit(row: dict) -> dict:
+        rows.append({**row, **common} if row["kind"] != "scaling" else row)
+        write(rows[-1])
+        return row
+
+    peak = emit(peak_row(settings, torch_side))["flops_per_s"]
+    train_rows = {}
+    for name in settings.models:
+        for row in model_rows(name, settings, torch_side, peak):
+            emit(row)
+            if row["kind"] == "train":
+                train_rows[name] = row
+    for row in scaling_rows(settings, train_rows, peak):
+        emit(row)
+    return rows
+
+
+def _number(value) -> str:
+    """A table cell: floats to 4 significant digits, None as "-"."""
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _markdown(header: list[str], lines: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(map(_number, line)) + " |" for line in lines
+    ]
+
+
+def bar_lines(rows: list[dict]) -> list[str]:
+    """One line per row with a bar: each requirement, the measured value, met or missed."""
+    out = []
+    for row in rows:
+        bars = BARS.get((row.get("model"), row["kind"]), {})
+        checks = [f"{key} {row[key]:.3g} (bar {bar:.3g}): {'met' if row[key] >= bar else 'MISSED'}" for key, bar in bars.items() if key in row]
+        if checks:
+            out.append(f"- {row['model']} {row['kind']}: " + "; ".join(checks))
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    """The rows as markdown: the peak, one line per train/eval row, scaling, then the bars."""
+    peak = next(r for r in rows if r["kind"] == "peak")
+    env = {k: peak.get(k) for k in ("jax", "jaxlib", "device_kind", "device_count", "platform", "torch", "torch_threads", "torch_device")}
+    text = [
+        "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items() if v is not None),
+        "",
+        f"Matmul peak (float32 {peak['size']}^2): JAX {peak['jax_flops_per_s'] / 1e9:.1f} GFLOP/s"
+        + (f", PyTorch {peak['torch_flops_per_s'] / 1e9:.1f} GFLOP/s" if "torch_flops_per_s" in peak else ""),
+        "",
+    ]
+    header = ["model", "phase", "batch", "params", "K", "compile s", "JAX steps/s", "JAX images/s", "GFLOP/s", "% peak", "torch steps/s", "JAX/torch"]
+    lines = [
+        [r["model"], r["kind"], r["batch_size"], r["params"], r.get("steps_per_dispatch", 1), r["compile_s"], r["steps_per_s"], r["images_per_s"],
+         r["flops_per_s"] / 1e9, 100 * r["peak_fraction"], r.get("torch_steps_per_s"), r.get("ratio")]
+        for r in rows if r["kind"] in ("train", "eval")
+    ]  # fmt: skip
+    text += _markdown(header, lines)
+    scaling = [r for r in rows if r["kind"] == "scaling"]
+    if scaling:
+        header = ["model", "parallel", "devices", "batch", "compile s", "steps/s", "images/s", "% peak", "speedup"]
+        lines = [
+            [r["model"], r["parallel"], r["devices"], r.get("batch_size"), r.get("compile_s"), r.get("steps_per_s"), r.get("images_per_s"),
+             100 * r["peak_fraction"] if "peak_fraction" in r else None, r.get("speedup") if "error" not in r else "error: " + r["error"]]
+            for r in scaling
+        ]  # fmt: skip
+        text += ["", *_markdown(header, lines)]
+    bars = bar_lines(rows)
+    return "\n".join(text + (["", "Bars:", *bars] if bars else []))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name for name in text.split(",") if name)
+
+
+def parse_settings(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short windows, fewer scaling runs: a few minutes on 2 CPU cores")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.jsonl"), help="JSON lines file (overwritten); the table goes to FILE with suffix .md")
+    parser.add_argument("--models", type=_names, help=f"comma-separated, of {','.join(cases.SPECS)}")
+    parser.add_argument("--scaling-models", type=_names, help="comma-separated; empty: no scaling rows")
+    parser.add_argument("--devices", type=lambda s: tuple(int(n) for n in _names(s)), help="device counts of the scaling rows, e.g. 1,2,4")
+    parser.add_argument("--windows", type=int, help="timed windows per measurement (their median is reported)")
+    parser.add_argument("--window-seconds", type=float, help="length of one window")
+    parser.add_argument("--peak-size", type=int, help="side of the square matmul that measures the peak")
+    parser.add_argument("--scaling-epochs", type=int, help="epochs per scaling run (the first is not timed)")
+    parser.add_argument("--parallel", type=_names, help="fit's parallel modes of the scaling rows: jit,pmap")
+    parser.add_argument("--no-torch", dest="torch", action="store_false", default=None, help="skip the PyTorch reference")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    return args, dataclasses.replace(QUICK if args.quick else Settings(), **overrides)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args, settings = parse_settings(argv)
+    if args.worker:
+        print(json.dumps({**scaling_worker(json.loads(args.worker)), **environment()}))
+        return []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as file:
+
+        def write(row: dict) -> None:
+            file.write(json.dumps(row) + "\n")
+            file.flush()
+            print(f"[{row['kind']}] {row.get('model', '')} done", file=sys.stderr, flush=True)
+
+        rows = run_all(settings, write)
+    text = table(rows)
+    out.with_suffix(".md").write_text(text + "\n")
+    print(text)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
