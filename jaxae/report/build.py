@@ -46,7 +46,9 @@ def ensure_run(config: Config, workdir: Path) -> dict:
         if _without_resume(results["config"]) == _without_resume(config.to_dict()):
             return results
         raise ValueError(f"{workdir} holds a run with another config: remove it or choose another --out")
-    resume = Checkpoints(workdir / "checkpoints", config.to_dict()).latest_step() is not None
+    checkpoints = Checkpoints(workdir / "checkpoints", config.to_dict())
+    resume = checkpoints.latest_step() is not None
+    checkpoints.close()
     return runs.train(config.replace(resume=resume), str(workdir))
 
 

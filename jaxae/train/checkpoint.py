@@ -20,6 +20,12 @@ from flax import serialization
 RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples", "parallel")
 
 
+def all_finite(tree) -> bool:
+    """Whether every float array of `tree` (fetched to the host) is free of NaN and Inf."""
+    leaves = jax.device_get(jax.tree.leaves(tree))
+    return all(np.isfinite(x).all() for x in leaves if np.issubdtype(np.asarray(x).dtype, np.inexact))
+
+
 class CheckpointMismatchError(ValueError):
     """The checkpoint in a workdir belongs to another model or config, or cannot be read."""
 
@@ -57,7 +63,7 @@ class Checkpoints:
         if not self.writer:
             return
         leaves = jax.device_get(serialization.to_state_dict(state))
-        if not all(np.isfinite(x).all() for x in jax.tree.leaves(leaves)):
+        if not all_finite(leaves):
             raise FloatingPointError(f"state at step {int(state.step)} holds NaN or Inf: not saved")
         self.manager.save(
             int(state.step),

@@ -23,6 +23,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from jaxae.data import check_images, epoch_permutation
+from jaxae.train.checkpoint import all_finite
 from jaxae.train.parallel import TrainStep, data_mesh, layout
 
 
@@ -141,8 +142,7 @@ def _check_metrics(per_step: dict[str, np.ndarray], first_step: int, epoch: int)
 
 def _check_state(state, step: int, epoch: int) -> None:
     """NonFiniteError if a float array of `state` (params, optimizer state) holds a NaN or Inf."""
-    leaves = jax.device_get(jax.tree.leaves(state))
-    if not all(np.isfinite(x).all() for x in leaves if np.issubdtype(x.dtype, np.inexact)):
+    if not all_finite(state):
         raise NonFiniteError(f"the parameters or optimizer state hold NaN or Inf after step {step} (epoch {epoch + 1}); {_STOPPED}")
 
 
