@@ -1,9 +1,10 @@
 """Layers shared by the models: pixel shuffles (`depth_to_space`, `space_to_depth`), `PatchConv`
 (a 3x3 convolution as one matmul) and `ConvTranspose2x`.
 
-`ConvTranspose2x` is a stride-2 transposed convolution computed by phase decomposition: one
-stride-1 convolution with 4x the output features, then depth-to-space. It has the same
-parameters and gives the same outputs and gradients as
+`ConvTranspose2x` is a stride-2 transposed convolution computed by phase decomposition: each of
+the four output phases (even/odd row, even/odd column) is a stride-1 convolution of the input
+with the kernel taps that feed it (2x2 of a 4x4 kernel), and the phases are interleaved. It has
+the same parameters and gives the same outputs and gradients as
 `flax.linen.ConvTranspose(features, kernel_size, strides=(2, 2), padding="SAME")`, but avoids the
 lhs-dilated convolution whose weight gradient is very slow on XLA:CPU (see shared/DESIGN.md).
 """
@@ -30,16 +31,16 @@ def space_to_depth(x: jax.Array, factor: int) -> jax.Array:
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // factor, w // factor, factor * factor * c)
 
 
-def _phase_taps(k: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """For one axis of a size-k, stride-2, SAME transposed conv: which kernel tap feeds each
-    (input offset d, output phase r), as an index array (D, 2), its validity mask and the
-    smallest offset. Output 2m + r = sum_d x[m + d] * w[2d + pad - r]."""
+def _phase_taps(k: int) -> tuple[tuple[np.ndarray, int], tuple[np.ndarray, int]]:
+    """For one axis of a size-k, stride-2, SAME transposed conv, per output phase r = 0, 1: the
+    kernel taps that feed it, in input order, and the input offset of the first one. Output
+    2m + r = sum_d x[m + d] * w[2d + pad - r] over the offsets d where that tap exists."""
     pad = k - 1 if k <= 2 else (k + 1) // 2  # lax.conv_transpose's front padding for SAME, stride 2
-    offsets = np.arange(-k, k + 1)
-    taps = 2 * offsets[:, None] + pad - np.arange(2)[None, :]
-    valid = (taps >= 0) & (taps < k)
-    used = valid.any(axis=1)
-    return np.clip(taps[used], 0, k - 1), valid[used], int(offsets[used][0])
+    phases = []
+    for r in (0, 1):
+        offsets = np.array([d for d in range(-k, k + 1) if 0 <= 2 * d + pad - r < k])
+        phases.append((2 * offsets + pad - r, int(offsets[0])))
+    return tuple(phases)
 
 
 class ConvTranspose2x(nn.Module):
@@ -55,22 +56,21 @@ class ConvTranspose2x(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
-        taps_h, valid_h, first_h = _phase_taps(kh)
-        taps_w, valid_w, first_w = _phase_taps(kw)
-        # (Dh, Dw, rh, rw, Cin, Cout): the sub-kernel of each output phase, zero where no tap.
-        sub = kernel[taps_h[:, None, :, None], taps_w[None, :, None, :]]
-        valid = valid_h[:, None, :, None] & valid_w[None, :, None, :]
-        sub = jnp.where(valid[..., None, None], sub, 0.0)
-        dh, dw = sub.shape[:2]
-        sub = sub.transpose(0, 1, 4, 2, 3, 5).reshape(dh, dw, x.shape[-1], 4 * self.features)
-        y = jax.lax.conv_general_dilated(
-            x,
-            sub,
-            window_strides=(1, 1),
-            padding=((-first_h, dh - 1 + first_h), (-first_w, dw - 1 + first_w)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        y = depth_to_space(y, 2)
+
+        def phase(rows: tuple[np.ndarray, int], cols: tuple[np.ndarray, int]) -> jax.Array:
+            (taps_h, first_h), (taps_w, first_w) = rows, cols
+            return jax.lax.conv_general_dilated(
+                x,
+                kernel[taps_h[:, None], taps_w[None, :]],
+                window_strides=(1, 1),
+                padding=((-first_h, len(taps_h) - 1 + first_h), (-first_w, len(taps_w) - 1 + first_w)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+
+        # (2, 2, N, H, W, C) by (row phase, column phase) -> (N, H, 2, W, 2, C) -> (N, 2H, 2W, C).
+        y = jnp.stack([jnp.stack([phase(rows, cols) for cols in _phase_taps(kw)]) for rows in _phase_taps(kh)])
+        n, h, w = x.shape[:3]
+        y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * h, 2 * w, self.features)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,))
         return y
