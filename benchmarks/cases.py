@@ -93,7 +93,7 @@ def build(name: str, key: jax.Array) -> JaxCase:
     config = config_of(name)
     if config.model == "gan":
         tx = optimizer(config, TRAIN_IMAGES // config.batch_size, b1=ADAM_B1)
-        state = gan_train.create_gan_state(*gan(config.arch), tx, tx, key, config.latent)
+        state = gan_train.create_gan_state(*gan(config.arch), tx, tx, key, config.latent, ema_decay=config.ema_decay)
         train_step, eval_step = gan_train.train_step, _generate
     else:
         state, objective = _supervised_case(config, key)
@@ -108,7 +108,8 @@ def build(name: str, key: jax.Array) -> JaxCase:
 
 def torch_options(config: Config) -> dict:
     """Keyword arguments of `benchmarks.torch_models.build` for the same model."""
-    options = {"loss": config.training_loss, "noise_sigma": None, "factor": config.factor, "latent": config.latent, "b1": ADAM_B1}
+    options = {"loss": config.training_loss, "noise_sigma": None, "factor": config.factor, "latent": config.latent, "b1": ADAM_B1,
+               "ema_decay": config.ema_decay}
     if config.model == "dae":
         noise = Noise.parse(config.noise)
         if noise.kind != "gaussian":

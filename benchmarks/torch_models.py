@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 LEAK = 0.2  # the GAN's leaky-ReLU slope
 SR_EPS = 1e-3  # jaxae.models.superres.EPS
@@ -186,9 +187,11 @@ def blurry(factor: int):
     return lambda x: F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="bicubic").clamp(0.0, 1.0)
 
 
-def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float, latent: int) -> TorchCase:
-    """The two-phase DCGAN step of jaxae.train.gan.train_step; evaluate() generates a batch."""
+def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float, latent: int, ema_decay: float) -> TorchCase:
+    """The two-phase DCGAN step of jaxae.train.gan.train_step, with the generator's moving
+    average updated after each step; evaluate() generates a batch with the average."""
     g, d = generator(latent).to(device), discriminator().to(device)
+    g_ema = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(b1, 0.999))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(b1, 0.999))
     ones, zeros = torch.ones(batch_size, 1, device=device), torch.zeros(batch_size, 1, device=device)
@@ -208,10 +211,11 @@ def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float
         d.requires_grad_(False)
         optimizer_step(g_opt, F.binary_cross_entropy_with_logits(d(g(latents())), ones))
         d.requires_grad_(True)
+        g_ema.update_parameters(g)
 
     @torch.inference_mode()
     def evaluate():
-        g(latents())
+        g_ema(latents())
 
     return TorchCase(train, evaluate, count_params(g, d))
 
@@ -225,11 +229,11 @@ def synchronize(device: torch.device) -> None:
 def build(model: str, arch: str, batch_size: int, lr: float, images: torch.Tensor, device: torch.device, **options) -> TorchCase:
     """The case of jaxae's `model` ("ae", "dae", "sr", "vae", "gan") on uint8 `images` (N, 1, 28, 28).
 
-    `options`: loss (ae, dae, sr: "mse" or "bce"), noise_sigma (dae), factor (sr), latent and b1 (gan).
+    `options`: loss (ae, dae, sr: "mse" or "bce"), noise_sigma (dae), factor (sr), latent, b1 and ema_decay (gan).
     """
     sample = sampler(images.to(device), batch_size)
     if model == "gan":
-        return gan_case(sample, device, batch_size, lr, options["b1"], options["latent"])
+        return gan_case(sample, device, batch_size, lr, options["b1"], options["latent"], options["ema_decay"])
     if model == "vae":
         module, loss = VAE(), vae_loss
     elif model == "sr":

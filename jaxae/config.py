@@ -29,6 +29,7 @@ class Config:
     beta: float = 1.0  # vae: weight of the latent (KL) loss
     binarize: bool | None = None  # vae: dynamic binarization; None = on for mnist
     nll_samples: int = 0  # vae: importance samples for the test log-likelihood (0: skip)
+    ema_decay: float = 0.0  # gan: samples come from a moving average of the generator with this decay per step (0: none)
     loss: str | None = None  # ae, dae, sr: reconstruction loss, mse or bce; None: see training_loss
     epochs: int = 20
     batch_size: int = 128
@@ -49,6 +50,8 @@ class Config:
         for name in ("code_size", "latent", "hidden", "epochs", "batch_size", "factor", "steps_per_dispatch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}: use cosine or constant")
 
@@ -84,6 +87,7 @@ MODEL_DEFAULTS = {
         "learning_rate": 2e-4,
         "schedule": "constant",
         "latent": 100,
+        "ema_decay": 0.999,
         "steps_per_dispatch": 8,  # its convolutions run unrolled, see jaxae.train.parallel.make_multi_step
     },
 }

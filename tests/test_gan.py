@@ -20,10 +20,11 @@ from jaxae.train.loop import fit
 LATENT = 8
 
 
-def _state(seed=0):
+def _state(seed=0, ema_decay=0.0):
     generator, discriminator = gan("mlp")
     tx = lambda: optax.adam(2e-4, b1=0.5)  # noqa: E731
-    return gan_train.create_gan_state(generator, discriminator, tx(), tx(), jax.random.key(seed), LATENT)
+    return gan_train.create_gan_state(generator, discriminator, tx(), tx(), jax.random.key(seed), LATENT,
+                                      ema_decay=ema_decay)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +117,23 @@ def test_step_compiles_once_under_fit(batch):
     assert [set(r) >= {"d_loss", "g_loss", "d_real_acc", "d_fake_acc", "loss"} for r in result.history] == [True] * 3
 
 
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9, 0.999])
+def test_generator_average_follows_its_formula(batch, ema_decay):
+    """After steps 0 and 1, the average is d1 * (d0 * p0 + (1 - d0) * p1) + (1 - d1) * p2, with
+    d_t = min(ema_decay, (1 + t) / (10 + t)); with ema_decay 0 it is the trained generator."""
+    step = jax.jit(gan_train.train_step)
+    states = [_state(ema_decay=ema_decay)]
+    for i in range(2):
+        states.append(step(states[-1], batch, jax.random.key(i))[0])
+    p0, p1, p2 = (s.generator.params for s in states)
+    d0, d1 = min(ema_decay, 1 / 10), min(ema_decay, 2 / 11)
+    expected = jax.tree.map(lambda a, b, c: d1 * (d0 * a + (1 - d0) * b) + (1 - d1) * c, p0, p1, p2)
+    chex.assert_trees_all_close(states[-1].generator_ema, expected, atol=1e-7)
+    latents = gan_train.sample_latents(jax.random.key(1), 4, LATENT)
+    averaged, trained = (gan_train.generate(states[-1], latents, averaged) for averaged in (True, False))
+    assert np.allclose(averaged, trained) == (ema_decay == 0)
+
+
 def test_sample_images_are_a_function_of_the_key():
     state = _state()
     a = gan_train.sample_images(state, jax.random.key(1), 10, batch_size=4)
@@ -130,7 +148,7 @@ def test_tiny_run_writes_results_and_pictures(tmp_path, monkeypatch):
     config = tiny("gan", arch="mlp", epochs=2, latent=LATENT)
     results = runs.train(config, str(tmp_path / "run"))
     written = json.loads((tmp_path / "run" / "results.json").read_text())
-    for key in ("fid", "fid_floor", "classifier_accuracy", "feature_network", "d_loss", "g_loss",
+    for key in ("fid", "fid_without_ema", "fid_floor", "classifier_accuracy", "feature_network", "d_loss", "g_loss",
                 "steps_per_second", "compile_seconds"):
         assert key in written, key
     assert written["fid"] == results["fid"] and written["fid"] > written["fid_floor"] > 0

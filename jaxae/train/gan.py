@@ -6,10 +6,16 @@ Phase 1 updates only the discriminator (real batch labelled 1, as many generated
 0); phase 2 updates only the generator (a fresh generated batch labelled "real", scored by the
 discriminator phase 1 just updated). Each phase draws its latents from its own key, split from the
 step key. `state.step` counts whole steps, so `jaxae.train.loop.fit` runs the GAN unchanged.
+
+Samples come from `generator_ema`, an exponential moving average of the generator's parameters
+updated after every step (Polyak averaging: it smooths out the generator's oscillation around the
+game's equilibrium and gives better samples than the last iterate); `ema_decay=0` samples from the
+trained generator itself.
 """
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +32,15 @@ from jaxae.train.state import create_train_state
 
 @struct.dataclass
 class GANState:
-    """`step` (int32 scalar), each network's TrainState (params, optimizer), the latent size."""
+    """`step` (int32 scalar), each network's TrainState (params, optimizer), the averaged
+    generator's params, the latent size and the average's decay per step."""
 
     step: jax.Array
     generator: TrainState
     discriminator: TrainState
+    generator_ema: Any
     latent: int = struct.field(pytree_node=False)
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
 
 
 def create_gan_state(
@@ -42,12 +51,21 @@ def create_gan_state(
     key: jax.Array,
     latent: int,
     image_shape: tuple[int, int, int] = (28, 28, 1),
+    ema_decay: float = 0.0,
 ) -> GANState:
-    """Initialises both networks from independent keys split from `key`."""
+    """Initialises both networks from independent keys split from `key`; the average starts as a
+    copy of the generator."""
     g_key, d_key = jax.random.split(key)
     g_state = create_train_state(generator, generator_tx, g_key, jnp.zeros((1, latent)))
     d_state = create_train_state(discriminator, discriminator_tx, d_key, jnp.zeros((1, *image_shape)))
-    return GANState(step=jnp.zeros((), jnp.int32), generator=g_state, discriminator=d_state, latent=latent)
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        generator=g_state,
+        discriminator=d_state,
+        generator_ema=jax.tree.map(jnp.copy, g_state.params),
+        latent=latent,
+        ema_decay=ema_decay,
+    )
 
 
 def sample_latents(key: jax.Array, n: int, latent: int) -> jax.Array:
@@ -55,17 +73,19 @@ def sample_latents(key: jax.Array, n: int, latent: int) -> jax.Array:
     return jax.random.normal(key, (n, latent), jnp.float32)
 
 
-def generate(state: GANState, latents: jax.Array) -> jax.Array:
-    """Images (N, H, W, C) float32 in [0, 1] from latents (N, latent)."""
-    return state.generator.apply_fn({"params": state.generator.params}, latents)
+def generate(state: GANState, latents: jax.Array, averaged: bool = True) -> jax.Array:
+    """Images (N, H, W, C) float32 in [0, 1] from latents (N, latent), by the averaged generator
+    (or, with averaged=False, the trained one)."""
+    params = state.generator_ema if averaged else state.generator.params
+    return state.generator.apply_fn({"params": params}, latents)
 
 
-@functools.partial(jax.jit, static_argnames=("n", "batch_size"))
-def sample_images(state: GANState, key: jax.Array, n: int, batch_size: int = 1000) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("n", "batch_size", "averaged"))
+def sample_images(state: GANState, key: jax.Array, n: int, batch_size: int = 1000, averaged: bool = True) -> jax.Array:
     """n images (n, H, W, C) float32 in [0, 1] from latents drawn from `key`, generated in batches."""
     latents = sample_latents(key, n, state.latent)
     size = largest_divisor_at_most(n, batch_size)
-    images = jax.lax.map(lambda z: generate(state, z), latents.reshape(n // size, size, state.latent))
+    images = jax.lax.map(lambda z: generate(state, z, averaged), latents.reshape(n // size, size, state.latent))
     return images.reshape(n, *images.shape[2:])
 
 
@@ -111,11 +131,20 @@ def generator_phase(state: GANState, key: jax.Array, n: int) -> tuple[GANState, 
     return state.replace(generator=state.generator.apply_gradients(grads=grads)), {"g_loss": g_loss}
 
 
+def average_generator(state: GANState) -> GANState:
+    """generator_ema <- d * generator_ema + (1 - d) * generator params, with d = min(ema_decay,
+    (1 + t) / (10 + t)) at step t: early on the average follows the fast-changing generator closely."""
+    t = state.step.astype(jnp.float32)
+    decay = jnp.minimum(state.ema_decay, (1 + t) / (10 + t))
+    return state.replace(generator_ema=optax.incremental_update(state.generator.params, state.generator_ema, 1 - decay))
+
+
 def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, dict]:
-    """Phase 1 then phase 2 on a uint8 batch (N, H, W, C); `loss` = d_loss + g_loss (for fit's NaN check)."""
+    """Phase 1 then phase 2 on a uint8 batch (N, H, W, C), then the generator's average;
+    `loss` = d_loss + g_loss (for fit's NaN check)."""
     d_key, g_key = jax.random.split(key)
     state, d_metrics = discriminator_phase(state, to_float(batch), d_key)
     state, g_metrics = generator_phase(state, g_key, batch.shape[0])
     metrics = {**d_metrics, **g_metrics}
     metrics["loss"] = metrics["d_loss"] + metrics["g_loss"]
-    return state.replace(step=state.step + 1), metrics
+    return average_generator(state).replace(step=state.step + 1), metrics
