@@ -66,6 +66,19 @@ def layout(parallel: str, train_step: TrainStep, mesh: Mesh, unroll: bool = Fals
     return (jit_layout if parallel == "jit" else pmap_layout)(train_step, mesh, unroll)
 
 
+def run_steps(body, state, indices: jax.Array, unroll: bool):
+    """`body(state, batch_indices) -> (state, metrics)` over the K rows of `indices`: a
+    `lax.scan`, or with `unroll` K copies of the body as straight-line code (a scan with
+    unroll=True still leaves a one-trip loop when K is 1, and the slow loop body with it)."""
+    if not unroll:
+        return lax.scan(body, state, indices)
+    metrics = []
+    for batch_indices in indices:
+        state, step_metrics = body(state, batch_indices)
+        metrics.append(step_metrics)
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
+
+
 def make_multi_step(train_step: TrainStep, mesh: Mesh, unroll: bool = False):
     """The jit dispatch: (state, images, indices (K, B), step_key) -> (state, metrics (K,)).
 
@@ -81,7 +94,7 @@ def make_multi_step(train_step: TrainStep, mesh: Mesh, unroll: bool = False):
             batch = lax.with_sharding_constraint(images[batch_indices], batch_sharding)
             return train_step(state, batch, key)
 
-        return lax.scan(body, state, indices, unroll=unroll)
+        return run_steps(body, state, indices, unroll)
 
     return jax.jit(multi_step, donate_argnums=0, out_shardings=NamedSharding(mesh, P()))
 
@@ -135,7 +148,7 @@ def make_pmap_multi_step(train_step: TrainStep, mesh: Mesh, unroll: bool = False
             state, metrics = step(state, images[batch_indices], key)
             return state, lax.pmean(metrics, AXIS)
 
-        return lax.scan(body, state, indices, unroll=unroll)
+        return run_steps(body, state, indices, unroll)
 
     return jax.pmap(multi_step, AXIS, in_axes=(0, 0, 0, None), donate_argnums=0, devices=list(mesh.devices.flat))
 
