@@ -85,7 +85,7 @@ def _supervised_case(config: Config, key: jax.Array):
 
 def _generate(state, batch, key):
     """The GAN's eval step: as many generated images as `batch` holds."""
-    return gan_train.generate(state, gan_train.sample_latents(key, batch.shape[0], state.latent))
+    return gan_train.generate(state, gan_train.sample_latents(key, batch.shape[0], state.latent), averaged=True)
 
 
 def build(name: str, key: jax.Array) -> JaxCase:

@@ -82,6 +82,16 @@ def test_discriminator_phase_leaves_the_generator_unchanged(batch):
     assert set(metrics) == {"d_loss", "d_real_acc", "d_fake_acc"}
 
 
+def test_both_phases_train_against_the_trained_generator_not_its_average(batch):
+    """The average is only for samples: replacing it changes neither phase's result."""
+    state = _state()
+    scrambled = state.replace(generator_ema=jax.tree.map(jnp.zeros_like, state.generator_ema))
+    step = jax.jit(gan_train.train_step)
+    (new, metrics), (other, other_metrics) = step(state, batch, jax.random.key(0)), step(scrambled, batch, jax.random.key(0))
+    chex.assert_trees_all_equal((new.generator, new.discriminator, metrics),
+                                (other.generator, other.discriminator, other_metrics))
+
+
 def test_generator_phase_leaves_the_discriminator_unchanged():
     state = _state()
     new, metrics = jax.jit(gan_train.generator_phase, static_argnums=2)(state, jax.random.key(0), 16)
@@ -130,7 +140,7 @@ def test_generator_average_follows_its_formula(batch, ema_decay):
     expected = jax.tree.map(lambda a, b, c: d1 * (d0 * a + (1 - d0) * b) + (1 - d1) * c, p0, p1, p2)
     chex.assert_trees_all_close(states[-1].generator_ema, expected, atol=1e-7)
     latents = gan_train.sample_latents(jax.random.key(1), 4, LATENT)
-    averaged, trained = (gan_train.generate(states[-1], latents, averaged) for averaged in (True, False))
+    averaged, trained = (gan_train.generate(states[-1], latents, averaged=averaged) for averaged in (True, False))
     assert np.allclose(averaged, trained) == (ema_decay == 0)
 
 
@@ -138,8 +148,8 @@ def test_sample_images_are_a_function_of_the_key():
     state = _state()
     a = gan_train.sample_images(state, jax.random.key(1), 10, batch_size=4)
     chex.assert_shape(a, (10, 28, 28, 1))
-    chex.assert_trees_all_close(a, gan_train.generate(state, gan_train.sample_latents(jax.random.key(1), 10, LATENT)),
-                                atol=1e-6)
+    latents = gan_train.sample_latents(jax.random.key(1), 10, LATENT)
+    chex.assert_trees_all_close(a, gan_train.generate(state, latents, averaged=True), atol=1e-6)
 
 
 def test_tiny_run_writes_results_and_pictures(tmp_path, monkeypatch):

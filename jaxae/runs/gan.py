@@ -9,6 +9,7 @@ jaxae.train.gan); `fid_without_ema` scores the trained generator itself, for com
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
@@ -73,7 +74,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     )
     state = run.start(state)
     fixed_latents = sample_latents(keys["pictures"], PICTURE_SIDE**2, config.latent)
-    draw = jax.jit(generate)
+    draw = jax.jit(functools.partial(generate, averaged=True))
 
     def on_log(state, record):
         run.log(state, record)

@@ -73,9 +73,9 @@ def sample_latents(key: jax.Array, n: int, latent: int) -> jax.Array:
     return jax.random.normal(key, (n, latent), jnp.float32)
 
 
-def generate(state: GANState, latents: jax.Array, averaged: bool = True) -> jax.Array:
+def generate(state: GANState, latents: jax.Array, *, averaged: bool) -> jax.Array:
     """Images (N, H, W, C) float32 in [0, 1] from latents (N, latent), by the averaged generator
-    (or, with averaged=False, the trained one)."""
+    (samples) or the trained one (training, averaged=False)."""
     params = state.generator_ema if averaged else state.generator.params
     return state.generator.apply_fn({"params": params}, latents)
 
@@ -85,7 +85,7 @@ def sample_images(state: GANState, key: jax.Array, n: int, batch_size: int = 100
     """n images (n, H, W, C) float32 in [0, 1] from latents drawn from `key`, generated in batches."""
     latents = sample_latents(key, n, state.latent)
     size = largest_divisor_at_most(n, batch_size)
-    images = jax.lax.map(lambda z: generate(state, z, averaged), latents.reshape(n // size, size, state.latent))
+    images = jax.lax.map(lambda z: generate(state, z, averaged=averaged), latents.reshape(n // size, size, state.latent))
     return images.reshape(n, *images.shape[2:])
 
 
@@ -99,7 +99,7 @@ def discriminator_phase(state: GANState, real: jax.Array, key: jax.Array) -> tup
     Metrics: d_loss (BCE of the real batch plus BCE of the fake batch, nats, mean over N), and the
     discriminator's accuracy on real (d_real_acc) and fake (d_fake_acc) images.
     """
-    fake = generate(state, sample_latents(key, real.shape[0], state.latent))
+    fake = generate(state, sample_latents(key, real.shape[0], state.latent), averaged=False)
 
     def loss_fn(params):
         real_logits, fake_logits = jnp.split(_discriminate(state, params, jnp.concatenate([real, fake])), 2)
