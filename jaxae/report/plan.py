@@ -12,13 +12,16 @@ FACTORS = (2, 4)
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
-    """Config overrides per model family; `autoencoder` applies to ae and dae."""
+    """Config overrides per model family; `autoencoder` applies to ae and dae, `vae` to every VAE
+    and `likelihood_vae` on top of it to the one whose log-likelihood the report gives (binarized
+    MNIST, vae_mnist)."""
 
     description: str
     autoencoder: dict
     sr: dict
     vae: dict
     gan: dict
+    likelihood_vae: dict = dataclasses.field(default_factory=dict)
 
 
 BUDGETS = {
@@ -32,12 +35,14 @@ BUDGETS = {
         gan=dict(epochs=1, train_size=6400, test_size=2000),
     ),
     "full": Budget(
-        "the publication settings: autoencoders 20 epochs, SR 10, VAE 10 with IWAE k=5000, DCGAN 10, "
-        "all 60000 training and 10000 test images",
+        "the publication settings: autoencoders 20 epochs, SR 10, VAEs 10, the binarized-MNIST VAE "
+        "784-1000-50 for 400 epochs (under an hour on 2 CPU cores) with IWAE k=5000, DCGAN 10, all "
+        "60000 training and 10000 test images",
         autoencoder=dict(epochs=20),
         sr=dict(epochs=10),
         vae=dict(epochs=10, nll_samples=5000),
         gan=dict(epochs=10),
+        likelihood_vae=dict(hidden=1000, latent=50, epochs=400),
     ),
 }
 
@@ -56,7 +61,8 @@ def plan(budget: Budget) -> dict[str, Config]:
             configs[f"dae_{dataset}_{noise_kind(noise)}"] = make_config("dae", dataset=dataset, noise=noise, **budget.autoencoder)
         for factor in FACTORS:
             configs[f"sr_{dataset}_x{factor}"] = make_config("sr", dataset=dataset, factor=factor, **budget.sr)
-        configs[f"vae_{dataset}"] = make_config("vae", dataset=dataset, **budget.vae)
+        likelihood = budget.likelihood_vae if dataset == "mnist" else {}
+        configs[f"vae_{dataset}"] = make_config("vae", dataset=dataset, **{**budget.vae, **likelihood})
         configs[f"gan_{dataset}"] = make_config("gan", dataset=dataset, **budget.gan)
     configs["vae_mnist_latent2"] = make_config("vae", dataset="mnist", latent=2, **{**budget.vae, "nll_samples": 0})
     return {name: config.replace(progress=False) for name, config in configs.items()}
