@@ -51,6 +51,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--steps-per-dispatch", type=int)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --workdir")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="also checkpoint within epochs, every STEPS steps (default: at each epoch's end only)")
     p.add_argument("--parallel", choices=PARALLEL, help="data parallelism over all devices: jit over a Mesh (default) or pmap")
     p.add_argument("--workdir", required=True, help="folder for metrics.jsonl, results.json and pictures")
     group = p.add_argument_group("multi-process training, one command per process (docs/distributed.md)")

@@ -41,6 +41,7 @@ class Config:
     steps_per_dispatch: int = 64
     progress: bool = True
     resume: bool = False  # continue from the latest checkpoint in the workdir
+    checkpoint_every: int = 0  # steps between checkpoints within an epoch (0: only at each epoch's end)
     parallel: str = "jit"  # data parallelism over all devices: "jit" (a Mesh) or "pmap"; same numbers
 
     def __post_init__(self):
@@ -50,6 +51,8 @@ class Config:
         for name in ("code_size", "latent", "hidden", "epochs", "batch_size", "factor", "steps_per_dispatch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be 0 (epoch ends only) or a number of steps, got {self.checkpoint_every}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.schedule not in ("cosine", "constant"):

@@ -58,9 +58,14 @@ def test_straight_and_resumed_runs_are_identical(tmp_path):
     assert lines[0] == lines[1] and lines[0].count("\n") == 2
 
 
-def test_a_run_killed_with_sigkill_resumes(tmp_path):
+@pytest.mark.parametrize("checkpoint_every,last_three", [(None, [48, 56, 64]), (3, [56, 60, 64])])
+def test_a_run_killed_with_sigkill_resumes(tmp_path, checkpoint_every, last_three):
+    """8 steps per epoch in dispatches of 4: with --checkpoint-every 3, also a checkpoint mid-epoch
+    (at the end of the dispatch that reaches 3, 6, 9, ...), so the kill may land within an epoch."""
     workdir, epochs = tmp_path / "run", 8
     command = [sys.executable, "-m", "jaxae.cli", "train", *CLI_ARGS, "--epochs", str(epochs), "--workdir", str(workdir)]
+    if checkpoint_every:
+        command += ["--checkpoint-every", str(checkpoint_every)]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # as in this process
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*")) and process.poll() is None:
@@ -73,11 +78,27 @@ def test_a_run_killed_with_sigkill_resumes(tmp_path):
     done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     resumed = json.loads((workdir / "results.json").read_text())
-    straight = runs.train(CONFIG.replace(epochs=epochs), str(tmp_path / "straight"))
+    straight = runs.train(CONFIG.replace(epochs=epochs, checkpoint_every=checkpoint_every or 0), str(tmp_path / "straight"))
     assert 0 < resumed["steps"] < straight["steps"]
     assert _numbers(resumed) == _numbers(straight)
     assert (workdir / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
-    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [48, 56, 64]  # the last three
+    assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == last_three
+
+
+def test_resuming_within_an_epoch_is_exact():
+    """Resumed from each checkpoint taken within an epoch, with that epoch's metrics so far, fit
+    ends with the straight run's state and epoch means."""
+    images = data.load("mnist", "train")[0][:256]
+    options = dict(key=jax.random.key(1), epochs=2, batch_size=32, steps_per_dispatch=2, progress=False)
+    step = make_train_step(reconstruction())
+    taken = []
+    straight = fit(_initial_state(), step, images, checkpoint_every=3, on_checkpoint=lambda s, m: taken.append((s, m)),
+                   **options)
+    assert [int(s.step) for s, _ in taken] == [4, 6, 10, 12] and [len(m["loss"]) for _, m in taken] == [4, 6, 2, 4]
+    for state, so_far in taken:
+        resumed = fit(state, step, images, epoch_so_far=so_far, **options)
+        chex.assert_trees_all_equal(resumed.state, straight.state)
+        assert resumed.history == straight.history[int(state.step) // 8 :]
 
 
 def test_resume_skips_what_a_kill_left_half_written(tmp_path):

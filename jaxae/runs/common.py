@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+from typing import Any, Callable
 from pathlib import Path
 
 import jax
@@ -44,6 +45,7 @@ def fit_options(config: Config) -> dict:
         "steps_per_dispatch": config.steps_per_dispatch,
         "progress": config.progress,
         "parallel": config.parallel,
+        "checkpoint_every": config.checkpoint_every,
         # nn.Conv layers (the GAN's) train much faster unrolled on XLA:CPU; the others use matmuls.
         "unroll": config.model == "gan" and config.arch == "conv",
     }
@@ -116,7 +118,7 @@ class RunDir:
 
     A fresh run refuses a folder that already holds checkpoints (nothing written is lost); with
     `config.resume` it continues from the latest one. A checkpoint is saved at every log point,
-    after its metrics line; results.json is replaced atomically at the end, so a failed run leaves
+    after its metrics line, and every `config.checkpoint_every` steps within epochs; results.json is replaced atomically at the end, so a failed run leaves
     the previous results untouched. A process killed at any moment leaves a run that resumes: the
     metrics lines after the latest checkpoint (a half-written one included) are dropped then.
 
@@ -142,8 +144,10 @@ class RunDir:
 
     def start(self, state):
         """The state to train from: `state` itself, or with `config.resume` the latest checkpoint."""
+        self.epoch_so_far = {}
         if self.config.resume:
             state = self.checkpoints.restore(state)
+            self.epoch_so_far = self.checkpoints.epoch_so_far()
             kept = [line for line, record in self._metrics() if record["step"] <= int(state.step)]
             self.metrics_path.write_text("".join(line + "\n" for line in kept))
         elif self.checkpoints.latest_step() is not None:
@@ -164,6 +168,11 @@ class RunDir:
         """`fit`'s on_log callback: one JSON line, then a checkpoint of `state`."""
         outputs.append_jsonl(self.metrics_path, record)
         self.checkpoints.save(state)
+
+    def fit_hooks(self, on_log: Callable[[Any, dict], None] | None = None) -> dict:
+        """`fit`'s keyword arguments that write this folder: `on_log` (default `log`; it must call
+        `log`), checkpoints within epochs, and the resumed epoch's metrics so far."""
+        return {"on_log": on_log or self.log, "on_checkpoint": self.checkpoints.save, "epoch_so_far": self.epoch_so_far}
 
     def history(self) -> list[dict]:
         """Every metrics record of the run so far, resumed parts included."""

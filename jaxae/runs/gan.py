@@ -86,7 +86,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         train_step,
         train_images,
         key=keys["train"],
-        on_log=on_log,
+        **run.fit_hooks(on_log),
         **fit_options(config),
     )
     history = run.history()

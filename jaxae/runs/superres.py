@@ -70,7 +70,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         make_train_step(reconstruction(corrupt, config.training_loss)),
         train_images,
         key=keys["train"],
-        on_log=run.log,
+        **run.fit_hooks(),
         **fit_options(config),
     )
     params, prepare, degrade = result.state.params, network_input(config), low_res(config.factor)

@@ -138,7 +138,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         make_train_step(vae(config.beta, dynamic_binarization=binarized)),
         train_images,
         key=keys["train"],
-        on_log=run.log,
+        **run.fit_hooks(),
         **fit_options(config),
     )
     params = result.state.params

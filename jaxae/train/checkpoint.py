@@ -1,7 +1,7 @@
 """Checkpoints of a run's training state with Orbax: save at log points, keep the last few, resume.
 
-A checkpoint holds the state's arrays (step, params, optimizer state) and the run's config as
-JSON. Saves are synchronous and Orbax finalises each step folder by an atomic rename, so a process
+A checkpoint holds the state's arrays (step, params, optimizer state), the run's config as JSON
+and, for one taken within an epoch, that epoch's per-step metrics so far (JSON). Saves are synchronous and Orbax finalises each step folder by an atomic rename, so a process
 killed at any moment leaves the previous checkpoints loadable; the half-written folder it may
 leave is removed when the checkpoints are next opened. The state is saved and restored as host
 numpy arrays, so that in a multi-process run one process (the writer) saves for all, and each
@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 from flax import serialization
 
 # Config fields that may change between a run and its resumption; any other difference is an error.
-RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples", "parallel")
+RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples", "parallel", "checkpoint_every")
 
 
 def all_finite(tree) -> bool:
@@ -53,13 +53,14 @@ class Checkpoints:
                 primary_host=process, active_processes={process}, barrier_sync_key_prefix=f"process{process}"
             ),
         )
-        self.manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "config"))
+        self.manager = ocp.CheckpointManager(directory, options=options, item_names=("state", "config", "epoch_so_far"))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, state) -> None:
-        """Saves `state` at its step; refuses a state with a NaN or Inf so that good checkpoints stay."""
+    def save(self, state, epoch_so_far: dict | None = None) -> None:
+        """Saves `state` at its step, with `epoch_so_far` ({metric: [per-step floats]}, within an
+        epoch); refuses a state with a NaN or Inf so that good checkpoints stay."""
         if not self.writer:
             return
         leaves = jax.device_get(serialization.to_state_dict(state))
@@ -67,7 +68,11 @@ class Checkpoints:
             raise FloatingPointError(f"state at step {int(state.step)} holds NaN or Inf: not saved")
         self.manager.save(
             int(state.step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(leaves), config=ocp.args.JsonSave(self.config)),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(leaves),
+                config=ocp.args.JsonSave(self.config),
+                epoch_so_far=ocp.args.JsonSave(epoch_so_far or {}),
+            ),
         )
 
     def restore(self, template):
@@ -79,6 +84,10 @@ class Checkpoints:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(serialization.to_state_dict(template)))
         restored = self._read(step, state=ocp.args.StandardRestore(abstract))["state"]
         return serialization.from_state_dict(template, restored)
+
+    def epoch_so_far(self) -> dict:
+        """The per-step metrics of the latest checkpoint's unfinished epoch ({} at an epoch's end)."""
+        return self._read(self.manager.latest_step(), epoch_so_far=ocp.args.JsonRestore())["epoch_so_far"]
 
     def _read(self, step: int, **items):
         try:

@@ -68,6 +68,9 @@ def fit(
     mesh: Mesh | None = None,
     unroll: bool = False,
     parallel: str = "jit",
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[Any, dict], None] | None = None,
+    epoch_so_far: dict | None = None,
 ) -> FitResult:
     """Trains until `epochs` epochs of `images` are done, starting from `state.step`.
 
@@ -79,6 +82,11 @@ def fit(
     state and the epoch's mean train metrics; its time is not counted as training time. Raises
     NonFiniteError, before that epoch's `on_log`, on a NaN or Inf in the metrics or the state.
     The result's state is a single-device copy too.
+
+    Within an epoch, `on_checkpoint(state, epoch_so_far)` runs at the end of the first dispatch
+    that reaches each multiple of `checkpoint_every` steps (0: never), with the per-step metrics of
+    the epoch so far ({name: list of floats}), after the same NaN checks. Passing those back as
+    `epoch_so_far` with that state continues the run exactly, epoch means included.
     """
     check_images(images)
     num_examples = images.shape[0]
@@ -102,6 +110,7 @@ def fit(
     for epoch in range(step // steps_per_epoch, epochs):
         order = np.asarray(epoch_permutation(data_key, num_examples, batch_size, epoch))
         order = order[step - epoch * steps_per_epoch :]
+        earlier = {k: np.asarray(v, np.float32) for k, v in (epoch_so_far or {}).items()} if step == first_step else {}
         chunk_metrics = []
         start = time.perf_counter()
         for begin in range(0, order.shape[0], chunk):
@@ -115,13 +124,17 @@ def fit(
             state, metrics = compiled[indices.shape](state, images, indices, step_key)
             chunk_metrics.append(metrics)
             bar.update(rows.shape[0])
+            done = begin + rows.shape[0]
+            if on_checkpoint and done < order.shape[0] and _crosses(step + begin, step + done, checkpoint_every):
+                jax.block_until_ready(state)
+                pause = time.perf_counter()
+                saved, per_step = _checked(plan, state, earlier, chunk_metrics, step, done, epoch)
+                on_checkpoint(saved, {k: v.tolist() for k, v in per_step.items()})
+                start += time.perf_counter() - pause
         jax.block_until_ready(state)
         train_seconds += time.perf_counter() - start
-        per_step = jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(plan.local(chunk_metrics)))
-        _check_metrics(per_step, step + 1, epoch)
+        saved, per_step = _checked(plan, state, earlier, chunk_metrics, step, order.shape[0], epoch)
         step += order.shape[0]
-        saved = plan.local(state)
-        _check_state(saved, step, epoch)
         record = {"epoch": epoch + 1, "step": step, **{k: float(np.mean(v)) for k, v in per_step.items()}}
         history.append(record)
         bar.set_postfix(loss=f"{record.get('loss', float('nan')):.4g}")
@@ -129,6 +142,21 @@ def fit(
             on_log(saved, record)
     bar.close()
     return FitResult(plan.local(state), history, compile_seconds, train_seconds, step - first_step)
+
+
+def _crosses(before: int, after: int, every: int) -> bool:
+    """Whether going from step `before` to `after` reaches a multiple of `every` (0: never)."""
+    return every > 0 and after // every > before // every
+
+
+def _checked(plan, state, earlier: dict, chunk_metrics: list, step: int, done: int, epoch: int):
+    """(single-device copy of the state, the epoch's per-step metrics so far) after `done` more
+    steps from `step`; NonFiniteError on a NaN or Inf in either."""
+    per_step = jax.tree.map(lambda *xs: np.concatenate(xs), *jax.device_get(plan.local(chunk_metrics)))
+    _check_metrics(per_step, step + 1, epoch)
+    saved = plan.local(state)
+    _check_state(saved, step + done, epoch)
+    return saved, {k: np.concatenate([earlier[k], v]) if earlier else v for k, v in per_step.items()}
 
 
 def _check_metrics(per_step: dict[str, np.ndarray], first_step: int, epoch: int) -> None:
