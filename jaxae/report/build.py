@@ -94,18 +94,20 @@ def pca_baselines(configs: dict[str, Config]) -> dict:
     return scores
 
 
+def vae_sample_fid(config: Config, workdir: Path, count: int) -> float:
+    """FID of `count` prior samples (Bernoulli or Gaussian means) of the finished VAE run in
+    `workdir` against the test split, on the dataset's feature network (the GAN's)."""
+    params, _ = trained_params(config, workdir, vae_runs.initial_state)
+    samples = jax.jit(vae_runs.sample, static_argnums=(1, 3))(params, vae_runs.build_model(config), jax.random.key(7), count)
+    return features.fid(config.dataset, samples, load_split(config, "test")[0])
+
+
 def vae_fid(configs: dict[str, Config], out: Path, gan_results: dict) -> dict:
-    """FID of VAE prior samples (Bernoulli or Gaussian means) on the GAN's feature network, with as
-    many samples as the GAN's FID used."""
-    scores = {}
-    for dataset in DATASETS:
-        name = f"vae_{dataset}"
-        params, _ = trained_params(configs[name], out / "runs" / name, vae_runs.initial_state)
-        model = vae_runs.build_model(configs[name])
-        count = gan_results[dataset]["fid_samples"]
-        samples = jax.jit(vae_runs.sample, static_argnums=(1, 3))(params, model, jax.random.key(7), count)
-        scores[dataset] = features.fid(dataset, samples, load_split(configs[f"gan_{dataset}"], "test")[0])
-    return scores
+    """`vae_sample_fid` of each dataset's VAE, with as many samples as the GAN's FID used."""
+    return {
+        dataset: vae_sample_fid(configs[f"vae_{dataset}"], out / "runs" / f"vae_{dataset}", gan_results[dataset]["fid_samples"])
+        for dataset in DATASETS
+    }
 
 
 def build(budget_name: str, out: str | Path, command: str) -> Path:

@@ -1,0 +1,39 @@
+"""GAN against VAE samples: the FID of finished runs on their dataset's feature network.
+
+    .venv/bin/python experiments/sample_fid.py RUN_DIR [RUN_DIR ...]
+
+For a GAN run, its results.json's fid (10000 samples of the averaged generator), fid_without_ema
+and fid_floor; for a VAE run, the FID of as many prior samples (Bernoulli means), computed here.
+"""
+import argparse
+import json
+from pathlib import Path
+
+from jaxae import features
+from jaxae.config import Config
+from jaxae.report.build import vae_sample_fid
+from jaxae.runs.common import load_split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (results.json and checkpoints)")
+    args = parser.parse_args()
+    print("| run | model | dataset | epochs | FID | FID without EMA | FID floor | feature network |")
+    print("|---|---|---|---|---|---|---|---|")
+    for workdir in args.runs:
+        results = json.loads((workdir / "results.json").read_text())
+        config = Config(**results["config"])
+        if config.model == "gan":
+            fid, net = results["fid"], results["feature_network"]
+            raw, floor = f"{results['fid_without_ema']:.2f}", f"{results['fid_floor']:.2f}"
+        elif config.model == "vae":
+            count = len(load_split(config, "test")[0])
+            fid, raw, floor, net = vae_sample_fid(config, workdir, count), "-", "-", features.network(config.dataset).name
+        else:
+            raise SystemExit(f"{workdir} is a {config.model} run: give GAN or VAE runs")
+        print(f"| {workdir} | {config.model} | {config.dataset} | {config.epochs} | {fid:.2f} | {raw} | {floor} | {net} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
