@@ -2,8 +2,8 @@
 
     .venv/bin/python experiments/sample_fid.py RUN_DIR [RUN_DIR ...]
 
-For a GAN run, its results.json's fid (10000 samples of the averaged generator), fid_without_ema
-and fid_floor; for a VAE run, the FID of as many prior samples (Bernoulli means), computed here.
+For a GAN run, its results.json's fid (10000 samples), fid_without_ema (where it sampled from a
+moving average of the generator) and fid_floor; for a VAE run, the FID of as many prior samples (Bernoulli means), computed here.
 """
 import argparse
 import json
@@ -26,7 +26,7 @@ def main() -> None:
         config = Config(**results["config"])
         if config.model == "gan":
             fid, net = results["fid"], results["feature_network"]
-            raw, floor = f"{results['fid_without_ema']:.2f}", f"{results['fid_floor']:.2f}"
+            raw, floor = f"{results.get('fid_without_ema', fid):.2f}", f"{results['fid_floor']:.2f}"
         elif config.model == "vae":
             count = len(load_split(config, "test")[0])
             fid, raw, floor, net = vae_sample_fid(config, workdir, count), "-", "-", features.network(config.dataset).name

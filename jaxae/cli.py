@@ -39,7 +39,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--beta", type=float, help="vae: weight of the latent (KL) loss")
     p.add_argument("--binarize", choices=("on", "off"), help="vae: dynamic binarization (default: on for mnist)")
     p.add_argument("--nll-samples", type=int, help="vae: importance samples for the test log-likelihood, 0 to skip")
-    p.add_argument("--ema-decay", type=float, help="gan: sample from a moving average of the generator (default 0.999; 0: none)")
+    p.add_argument("--ema-decay", type=float, help="gan: sample from a moving average of the generator with this decay per step (default 0: none)")
     p.add_argument("--loss", choices=("mse", "bce"), help="ae/dae/sr: reconstruction loss (default: bce for ae/dae on mnist, else mse)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

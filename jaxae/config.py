@@ -90,7 +90,6 @@ MODEL_DEFAULTS = {
         "learning_rate": 2e-4,
         "schedule": "constant",
         "latent": 100,
-        "ema_decay": 0.999,
         "steps_per_dispatch": 8,  # its convolutions run unrolled, see jaxae.train.parallel.make_multi_step
     },
 }

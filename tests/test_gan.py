@@ -155,7 +155,7 @@ def test_sample_images_are_a_function_of_the_key():
 def test_tiny_run_writes_results_and_pictures(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXAE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(features, "network", functools.partial(features.network, epochs=1, train_size=512))
-    config = tiny("gan", arch="mlp", epochs=2, latent=LATENT)
+    config = tiny("gan", arch="mlp", epochs=2, latent=LATENT, ema_decay=0.99)
     results = runs.train(config, str(tmp_path / "run"))
     written = json.loads((tmp_path / "run" / "results.json").read_text())
     for key in ("fid", "fid_without_ema", "fid_floor", "classifier_accuracy", "feature_network", "d_loss", "g_loss",

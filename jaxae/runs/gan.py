@@ -3,9 +3,9 @@
 FID is measured in the features of the project's own classifier for the dataset
 (jaxae.features; named in results.json), between len(test) generated images and the test split.
 `fid_floor` is the same distance between as many training images (a random subset) and the test
-split: what a perfect generator of the data distribution would score on this network. Samples,
-pictures and `fid` come from the generator's moving average (config.ema_decay; see
-jaxae.train.gan); `fid_without_ema` scores the trained generator itself, for comparison.
+split: what a perfect generator of the data distribution would score on this network. With
+config.ema_decay > 0, samples, pictures and `fid` come from the generator's moving average (see
+jaxae.train.gan) and `fid_without_ema` scores the trained generator itself, for comparison.
 """
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     """Trains the configured GAN; writes workdir/{metrics.jsonl, results.json, losses.png,
     samples_epoch_XX.png (a fixed latent batch after each epoch)}.
 
-    results.json: fid, fid_without_ema, fid_floor, feature_network, classifier_accuracy, the last
-    epoch's mean d_loss / g_loss / discriminator accuracies, timings. `loss` in metrics.jsonl is d_loss + g_loss.
+    results.json: fid, fid_floor, feature_network, classifier_accuracy, the last epoch's mean
+    d_loss / g_loss / discriminator accuracies, timings (and fid_without_ema with a moving
+    average). `loss` in metrics.jsonl is d_loss + g_loss.
     """
     run = RunDir(workdir, config)
     keys = run_keys(config)
@@ -93,12 +94,13 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     plot_losses(history, run.path / "losses.png")
     sample_key, floor_key = jax.random.split(keys["eval"])
     generated = sample_images(result.state, sample_key, len(test_images))
-    trained_generator = sample_images(result.state, sample_key, len(test_images), averaged=False)
     last = history[-1]
     results = {
         **features.sample_scores(config.dataset, generated, train_images, test_images, floor_key),
-        "fid_without_ema": features.fid(config.dataset, trained_generator, test_images),
         **{name: last[name] for name in ("d_loss", "g_loss", "d_real_acc", "d_fake_acc")},
         **timings_and_sizes(result, len(train_images), len(test_images)),
     }
+    if config.ema_decay > 0:
+        trained_generator = sample_images(result.state, sample_key, len(test_images), averaged=False)
+        results["fid_without_ema"] = features.fid(config.dataset, trained_generator, test_images)
     return run.finish(results)

@@ -1,11 +1,12 @@
 """Checkpoints of a run's training state with Orbax: save at log points, keep the last few, resume.
 
 A checkpoint holds the state's arrays (step, params, optimizer state), the run's config as JSON
-and, for one taken within an epoch, that epoch's per-step metrics so far (JSON). Saves are synchronous and Orbax finalises each step folder by an atomic rename, so a process
-killed at any moment leaves the previous checkpoints loadable; the half-written folder it may
-leave is removed when the checkpoints are next opened. The state is saved and restored as host
-numpy arrays, so that in a multi-process run one process (the writer) saves for all, and each
-process restores on its own.
+and, for one taken within an epoch, that epoch's per-step metrics so far (JSON). Saves are
+synchronous and Orbax finalises each step folder by an atomic rename, so a process killed at any
+moment leaves the previous checkpoints loadable; the half-written folder it may leave is removed
+when the checkpoints are next opened. The state is saved and restored as host numpy arrays, so
+that in a multi-process run one process (the writer) saves for all, and each process restores on
+its own.
 """
 from __future__ import annotations
 

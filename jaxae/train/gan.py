@@ -7,10 +7,10 @@ Phase 1 updates only the discriminator (real batch labelled 1, as many generated
 discriminator phase 1 just updated). Each phase draws its latents from its own key, split from the
 step key. `state.step` counts whole steps, so `jaxae.train.loop.fit` runs the GAN unchanged.
 
-Samples come from `generator_ema`, an exponential moving average of the generator's parameters
-updated after every step (Polyak averaging: it smooths out the generator's oscillation around the
-game's equilibrium and gives better samples than the last iterate); `ema_decay=0` samples from the
-trained generator itself.
+With `ema_decay` > 0, samples come from `generator_ema`, an exponential moving average of the
+generator's parameters updated after every step (Polyak averaging, which often gives better
+samples than the last iterate by smoothing the generator's oscillation); with 0 (the default) the
+average is the trained generator itself.
 """
 from __future__ import annotations
 
