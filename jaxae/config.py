@@ -95,6 +95,17 @@ MODEL_DEFAULTS = {
 }
 
 
+def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Sorted names of the fields whose values differ between two config dicts, except `ignore`.
+    A field missing from `saved` (written before the field existed) counts as its default, so runs
+    made before a new option was added stay comparable."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    return sorted(
+        k for k in set(saved) | set(current)
+        if k not in ignore and saved.get(k, defaults.get(k)) != current.get(k)
+    )
+
+
 def make_config(model: str = "ae", **options) -> Config:
     """A Config for `model`: its MODEL_DEFAULTS, overridden by `options`."""
     if model not in MODEL_DEFAULTS:

@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jaxae import cli, data, runs
-from jaxae.config import tiny
+from jaxae.config import config_differences, tiny
 from jaxae.objectives import reconstruction
 from jaxae.runs.autoencoder import initial_state
 from jaxae.runs.common import RunDir
@@ -253,3 +253,18 @@ def test_bad_images_are_refused_by_fit(images, message):
         fit(_initial_state(), make_train_step(reconstruction()), images, key=jax.random.key(0), epochs=1,
             batch_size=32, progress=False)
     assert message in str(error.value)
+
+
+def test_fields_added_later_count_as_their_defaults():
+    old = {k: v for k, v in CONFIG.to_dict().items() if k not in ("ema_decay", "checkpoint_every")}
+    assert config_differences(old, CONFIG.to_dict()) == []
+    assert config_differences(old, CONFIG.replace(ema_decay=0.5, code_size=4).to_dict()) == ["code_size", "ema_decay"]
+    assert config_differences(CONFIG.to_dict(), CONFIG.replace(resume=True).to_dict(), ignore=("resume",)) == []
+
+
+def test_a_checkpoint_from_before_epoch_metrics_were_kept_resumes(tmp_path):
+    runs.train(CONFIG.replace(epochs=1), str(tmp_path))
+    shutil.rmtree(tmp_path / "checkpoints" / "8" / "epoch_so_far")
+    resumed = runs.train(CONFIG.replace(resume=True), str(tmp_path))
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert resumed["steps"] == 8 and [json.loads(line)["step"] for line in lines] == [8, 16]

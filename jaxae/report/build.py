@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxae import baselines, features, runs
-from jaxae.config import DATASETS, Config
+from jaxae.config import DATASETS, Config, config_differences
 from jaxae.noise import Noise
 from jaxae.objectives import to_float
 from jaxae.outputs import write_json
@@ -33,17 +33,13 @@ from jaxae.runs.common import environment, load_split, restoration_metrics
 from jaxae.train.checkpoint import Checkpoints
 
 
-def _without_resume(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k != "resume"}
-
-
 def ensure_run(config: Config, workdir: Path) -> dict:
     """results.json of the run in `workdir`: reused if its config matches, else trained (resumed
     from its checkpoints if an earlier attempt was interrupted)."""
     done = workdir / "results.json"
     if done.exists():
         results = json.loads(done.read_text())
-        if _without_resume(results["config"]) == _without_resume(config.to_dict()):
+        if not config_differences(results["config"], config.to_dict(), ignore=("resume",)):
             return results
         raise ValueError(f"{workdir} holds a run with another config: remove it or choose another --out")
     checkpoints = Checkpoints(workdir / "checkpoints", config.to_dict())

@@ -17,6 +17,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
+from jaxae.config import config_differences
+
 # Config fields that may change between a run and its resumption; any other difference is an error.
 RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples", "parallel", "checkpoint_every")
 
@@ -87,8 +89,12 @@ class Checkpoints:
         return serialization.from_state_dict(template, restored)
 
     def epoch_so_far(self) -> dict:
-        """The per-step metrics of the latest checkpoint's unfinished epoch ({} at an epoch's end)."""
-        return self._read(self.manager.latest_step(), epoch_so_far=ocp.args.JsonRestore())["epoch_so_far"]
+        """The per-step metrics of the latest checkpoint's unfinished epoch ({} at an epoch's end,
+        and for checkpoints written before they were kept)."""
+        step = self.manager.latest_step()
+        if not (Path(self.manager.directory) / str(step) / "epoch_so_far").exists():
+            return {}
+        return self._read(step, epoch_so_far=ocp.args.JsonRestore())["epoch_so_far"]
 
     def _read(self, step: int, **items):
         try:
@@ -101,10 +107,7 @@ class Checkpoints:
             ) from err
 
     def _check_config(self, saved_config: dict) -> None:
-        differences = sorted(
-            k for k in set(saved_config) | set(self.config)
-            if k not in RESUMABLE_CHANGES and saved_config.get(k) != self.config.get(k)
-        )
+        differences = config_differences(saved_config, self.config, ignore=RESUMABLE_CHANGES)
         if differences:
             detail = ", ".join(f"{k}: checkpoint {saved_config.get(k)!r} vs now {self.config.get(k)!r}" for k in differences)
             raise CheckpointMismatchError(
