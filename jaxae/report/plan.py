@@ -36,7 +36,7 @@ BUDGETS = {
     ),
     "full": Budget(
         "the publication settings: autoencoders 20 epochs, SR 10, VAEs 10, the binarized-MNIST VAE "
-        "784-1000-50 for 400 epochs (under an hour on 2 CPU cores) with IWAE k=5000, DCGAN 10, all "
+        "784-1000-50 for 400 epochs (43 minutes on 2 CPU cores) with IWAE k=5000, DCGAN 10, all "
         "60000 training and 10000 test images",
         autoencoder=dict(epochs=20),
         sr=dict(epochs=10),
