@@ -3,7 +3,8 @@
     .venv/bin/python experiments/sample_fid.py RUN_DIR [RUN_DIR ...]
 
 For a GAN run, its results.json's fid (10000 samples), fid_without_ema (where it sampled from a
-moving average of the generator) and fid_floor; for a VAE run, the FID of as many prior samples (Bernoulli means), computed here.
+moving average of the generator) and fid_floor; for a VAE run, the FID of as many prior samples
+(Bernoulli means) as its test split has images, computed here.
 """
 import argparse
 import json
