@@ -119,8 +119,9 @@ class RunDir:
     A fresh run refuses a folder that already holds checkpoints (nothing written is lost); with
     `config.resume` it continues from the latest one. A checkpoint is saved at every log point,
     after its metrics line, and every `config.checkpoint_every` steps within epochs; results.json
-    is replaced atomically at the end, so a failed run leaves the previous results untouched. A process killed at any moment leaves a run that resumes: the
-    metrics lines after the latest checkpoint (a half-written one included) are dropped then.
+    is replaced atomically at the end, so a failed run leaves the previous results untouched. A
+    process killed at any moment leaves a run that resumes: the metrics lines after the latest
+    checkpoint (a half-written one included) are dropped then.
 
     In a multi-process run (jax.distributed) process 0 writes the folder and its checkpoints;
     process i writes its own copies of the outputs to `path/process-i/` and resumes from process
