@@ -15,7 +15,7 @@ from jaxae.noise import Noise
 from jaxae.objectives import reconstruction
 from jaxae.train.loop import NonFiniteError, evaluate, fit, largest_divisor_at_most
 from jaxae.train.state import create_train_state
-from jaxae.train.step import make_eval_step, make_train_step
+from jaxae.train.step import make_train_step
 
 
 @pytest.fixture(scope="module")
