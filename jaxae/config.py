@@ -95,15 +95,18 @@ MODEL_DEFAULTS = {
 }
 
 
+def with_defaults(saved: dict) -> dict:
+    """A saved config dict with each field it lacks (written before the field existed) set to
+    that field's default."""
+    return {**{f.name: f.default for f in dataclasses.fields(Config)}, **saved}
+
+
 def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """Sorted names of the fields whose values differ between two config dicts, except `ignore`.
-    A field missing from `saved` (written before the field existed) counts as its default, so runs
-    made before a new option was added stay comparable."""
-    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-    return sorted(
-        k for k in set(saved) | set(current)
-        if k not in ignore and saved.get(k, defaults.get(k)) != current.get(k)
-    )
+    A field missing from `saved` counts as its default (`with_defaults`), so runs made before a
+    new option was added stay comparable."""
+    saved = with_defaults(saved)
+    return sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
 
 
 def make_config(model: str = "ae", **options) -> Config:

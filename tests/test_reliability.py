@@ -23,6 +23,7 @@ from jaxae.config import config_differences, tiny
 from jaxae.objectives import reconstruction
 from jaxae.runs.autoencoder import initial_state
 from jaxae.runs.common import RunDir
+from jaxae.train.checkpoint import CheckpointMismatchError, Checkpoints
 from jaxae.train.loop import NonFiniteError, fit
 from jaxae.train.step import make_train_step
 
@@ -260,6 +261,17 @@ def test_fields_added_later_count_as_their_defaults():
     assert config_differences(old, CONFIG.to_dict()) == []
     assert config_differences(old, CONFIG.replace(ema_decay=0.5, code_size=4).to_dict()) == ["code_size", "ema_decay"]
     assert config_differences(CONFIG.to_dict(), CONFIG.replace(resume=True).to_dict(), ignore=("resume",)) == []
+
+
+def test_a_mismatch_in_a_field_added_later_names_its_default(tmp_path):
+    old = {k: v for k, v in CONFIG.to_dict().items() if k != "ema_decay"}
+    writer = Checkpoints(tmp_path, old)
+    writer.save(_initial_state())
+    writer.close()
+    reader = Checkpoints(tmp_path, CONFIG.replace(ema_decay=0.5).to_dict())
+    with pytest.raises(CheckpointMismatchError, match="ema_decay: checkpoint 0.0 vs now 0.5"):
+        reader.restore(_initial_state())
+    reader.close()
 
 
 def test_a_checkpoint_from_before_epoch_metrics_were_kept_resumes(tmp_path):

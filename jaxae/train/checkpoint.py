@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 
-from jaxae.config import config_differences
+from jaxae.config import config_differences, with_defaults
 
 # Config fields that may change between a run and its resumption; any other difference is an error.
 RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples", "parallel", "checkpoint_every")
@@ -109,7 +109,8 @@ class Checkpoints:
     def _check_config(self, saved_config: dict) -> None:
         differences = config_differences(saved_config, self.config, ignore=RESUMABLE_CHANGES)
         if differences:
-            detail = ", ".join(f"{k}: checkpoint {saved_config.get(k)!r} vs now {self.config.get(k)!r}" for k in differences)
+            saved = with_defaults(saved_config)
+            detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {self.config.get(k)!r}" for k in differences)
             raise CheckpointMismatchError(
                 f"the checkpoint in {self.manager.directory} is from another config ({detail}); "
                 "use another --workdir or the same options"
