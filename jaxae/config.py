@@ -105,8 +105,8 @@ def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ())
     """Sorted names of the fields whose values differ between two config dicts, except `ignore`.
     A field missing from `saved` counts as its default (`with_defaults`), so runs made before a
     new option was added stay comparable."""
-    saved = with_defaults(saved)
-    return sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
+    filled = with_defaults(saved)
+    return sorted(k for k in set(saved) | set(current) if k not in ignore and filled.get(k) != current.get(k))
 
 
 def make_config(model: str = "ae", **options) -> Config:
