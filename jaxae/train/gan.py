@@ -9,8 +9,8 @@ step key. `state.step` counts whole steps, so `jaxae.train.loop.fit` runs the GA
 
 With `ema_decay` > 0, samples come from `generator_ema`, an exponential moving average of the
 generator's parameters updated after every step (Polyak averaging, which often gives better
-samples than the last iterate by smoothing the generator's oscillation); with 0 (the default) the
-average is the trained generator itself.
+samples than the last iterate by smoothing the generator's oscillation); with 0 (the default)
+there is no average (`generator_ema` is None) and samples come from the trained generator.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from jaxae.train.state import create_train_state
 @struct.dataclass
 class GANState:
     """`step` (int32 scalar), each network's TrainState (params, optimizer), the averaged
-    generator's params, the latent size and the average's decay per step."""
+    generator's params (None without an average), the latent size and the average's decay per step."""
 
     step: jax.Array
     generator: TrainState
@@ -53,8 +53,8 @@ def create_gan_state(
     image_shape: tuple[int, int, int] = (28, 28, 1),
     ema_decay: float = 0.0,
 ) -> GANState:
-    """Initialises both networks from independent keys split from `key`; the average starts as a
-    copy of the generator."""
+    """Initialises both networks from independent keys split from `key`; the average (with
+    `ema_decay` > 0) starts as a copy of the generator."""
     g_key, d_key = jax.random.split(key)
     g_state = create_train_state(generator, generator_tx, g_key, jnp.zeros((1, latent)))
     d_state = create_train_state(discriminator, discriminator_tx, d_key, jnp.zeros((1, *image_shape)))
@@ -62,7 +62,7 @@ def create_gan_state(
         step=jnp.zeros((), jnp.int32),
         generator=g_state,
         discriminator=d_state,
-        generator_ema=jax.tree.map(jnp.copy, g_state.params),
+        generator_ema=jax.tree.map(jnp.copy, g_state.params) if ema_decay > 0 else None,
         latent=latent,
         ema_decay=ema_decay,
     )
@@ -75,8 +75,8 @@ def sample_latents(key: jax.Array, n: int, latent: int) -> jax.Array:
 
 def generate(state: GANState, latents: jax.Array, *, averaged: bool) -> jax.Array:
     """Images (N, H, W, C) float32 in [0, 1] from latents (N, latent), by the averaged generator
-    (samples) or the trained one (training, averaged=False)."""
-    params = state.generator_ema if averaged else state.generator.params
+    (samples; the trained one where there is no average) or the trained one (averaged=False)."""
+    params = state.generator_ema if averaged and state.ema_decay > 0 else state.generator.params
     return state.generator.apply_fn({"params": params}, latents)
 
 
@@ -133,7 +133,10 @@ def generator_phase(state: GANState, key: jax.Array, n: int) -> tuple[GANState, 
 
 def average_generator(state: GANState) -> GANState:
     """generator_ema <- d * generator_ema + (1 - d) * generator params, with d = min(ema_decay,
-    (1 + t) / (10 + t)) at step t: early on the average follows the fast-changing generator closely."""
+    (1 + t) / (10 + t)) at step t: early on the average follows the fast-changing generator closely.
+    Without an average (ema_decay 0), `state` unchanged."""
+    if state.ema_decay == 0:
+        return state
     t = state.step.astype(jnp.float32)
     decay = jnp.minimum(state.ema_decay, (1 + t) / (10 + t))
     return state.replace(generator_ema=optax.incremental_update(state.generator.params, state.generator_ema, 1 - decay))
