@@ -54,6 +54,8 @@ def _train_parser(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                    help="also checkpoint within epochs, every STEPS steps (default: at each epoch's end only)")
     p.add_argument("--parallel", choices=PARALLEL, help="data parallelism over all devices: jit over a Mesh (default) or pmap")
+    p.add_argument("--micro-batches", type=int, metavar="K",
+                   help="sum each step's gradient over K fixed pieces of the batch in a fixed order: the same results on any device count dividing K (jit only)")
     p.add_argument("--workdir", required=True, help="folder for metrics.jsonl, results.json and pictures")
     group = p.add_argument_group("multi-process training, one command per process (docs/distributed.md)")
     group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address, the same for every process")

@@ -43,18 +43,23 @@ class Config:
     resume: bool = False  # continue from the latest checkpoint in the workdir
     checkpoint_every: int = 0  # steps between checkpoints within an epoch (0: only at each epoch's end)
     parallel: str = "jit"  # data parallelism over all devices: "jit" (a Mesh) or "pmap"; same numbers
+    micro_batches: int = 1  # >1: gradients summed in a fixed order over that many pieces of each batch (jit only)
 
     def __post_init__(self):
         for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("arch", ARCHS), ("parallel", PARALLEL)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
-        for name in ("code_size", "latent", "hidden", "epochs", "batch_size", "factor", "steps_per_dispatch"):
+        for name in ("code_size", "latent", "hidden", "epochs", "batch_size", "factor", "steps_per_dispatch", "micro_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be 0 (epoch ends only) or a number of steps, got {self.checkpoint_every}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.batch_size % self.micro_batches:
+            raise ValueError(f"batch_size {self.batch_size} does not split into {self.micro_batches} micro-batches: use a multiple")
+        if self.micro_batches > 1 and self.parallel != "jit":
+            raise ValueError("micro_batches needs parallel jit (the default)")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}: use cosine or constant")
 

@@ -24,7 +24,7 @@ from jaxae.runs.common import optimizer
 from jaxae.train.gan import create_gan_state
 from jaxae.train.gan import train_step as gan_step
 from jaxae.train.loop import fit
-from jaxae.train.parallel import data_mesh, make_multi_step, shard_key, sync_gradients
+from jaxae.train.parallel import data_mesh, make_multi_step, micro_batch_grad, shard_key, sync_gradients
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_train_step
 
@@ -64,17 +64,22 @@ def test_agrees_with_one_device(digits, single_device, model, devices, parallel)
     assert not isinstance(result.state.params["encoder"]["Dense_0"]["kernel"].sharding, jax.sharding.NamedSharding)
 
 
-def _vae_fit(devices, parallel):
+def _ae_fit(devices, parallel, micro_batches=1):
+    state = create_train_state(autoencoder("mlp", 8), optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    return _fit_state(state, make_train_step(reconstruction(CORRUPTIONS["dae"]), micro_batches), devices, parallel)
+
+
+def _vae_fit(devices, parallel, micro_batches=1):
     config = tiny("vae")
     state = vae_run.initial_state(config, 8, jax.random.key(0))
-    return _fit_state(state, make_train_step(vae(config.beta)), devices, parallel)
+    return _fit_state(state, make_train_step(vae(config.beta), micro_batches), devices, parallel)
 
 
-def _gan_fit(devices, parallel):
-    config = tiny("gan", arch="mlp")
-    generator, discriminator = gan("mlp")
+def _gan_fit(devices, parallel, micro_batches=1, arch="mlp"):
+    config = tiny("gan", arch=arch)
+    generator, discriminator = gan(arch)
     state = create_gan_state(generator, discriminator, optimizer(config, 8), optimizer(config, 8), jax.random.key(0),
-                             config.latent)
+                             config.latent, micro_batches=micro_batches)
     return _fit_state(state, gan_step, devices, parallel)
 
 
@@ -82,6 +87,52 @@ def _fit_state(state, step, devices, parallel):
     images = data.load("mnist", "train")[0][:256]
     return fit(state, step, images, key=jax.random.key(1), epochs=1, batch_size=32, steps_per_dispatch=4,
                progress=False, mesh=data_mesh(jax.devices()[:devices]), parallel=parallel).state
+
+
+def _conv_gan_fit(devices, parallel, micro_batches=1):
+    return _gan_fit(devices, parallel, micro_batches, arch="conv")
+
+
+@pytest.mark.parametrize("fit_model", [_ae_fit, _vae_fit, _gan_fit, _conv_gan_fit], ids=["dae", "vae", "gan", "dcgan"])
+def test_micro_batches_give_the_same_bits_on_1_2_and_4_devices(fit_model):
+    """Eight steps with 4 micro-batches: identical states on 1, 2 and 4 devices, and the plain
+    step's state to float tolerance."""
+    one, two, four = (fit_model(devices, "jit", micro_batches=4) for devices in (1, 2, 4))
+    chex.assert_trees_all_equal(jax.tree.leaves(two), jax.tree.leaves(one))
+    chex.assert_trees_all_equal(jax.tree.leaves(four), jax.tree.leaves(one))
+    chex.assert_trees_all_close(jax.tree.leaves(fit_model(1, "jit")), jax.tree.leaves(one), atol=1e-4)
+
+
+def test_without_micro_batches_the_device_count_shows_in_the_last_bits():
+    """What the test above guards against: the plain step's states on 1 and 4 devices differ."""
+    one, four = (_ae_fit(devices, "jit") for devices in (1, 4))
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(four)))
+
+
+def test_micro_batch_grad_is_the_gradient_of_the_mean_loss():
+    """Rows of the global draw per micro-batch: with a random term, the gradient of the whole batch."""
+
+    def loss_fn(w, x, key):
+        noisy = x + jax.random.normal(key, x.shape)
+        return jnp.mean((noisy @ w) ** 2), {"mean": jnp.mean(noisy)}
+
+    x, w, key = jax.random.normal(jax.random.key(0), (16, 3)), jnp.arange(3.0), jax.random.key(1)
+    expected = jax.grad(loss_fn, has_aux=True)(w, x, key)
+    with jax.set_mesh(data_mesh(jax.devices()[:2])):
+        got = jax.jit(micro_batch_grad, static_argnums=(0, 4))(loss_fn, w, x, key, 4)
+    chex.assert_trees_all_close(got, expected, rtol=1e-6)
+    with jax.set_mesh(data_mesh(jax.devices()[:4])), pytest.raises(ValueError, match="--micro-batches 2 does not divide over 4 devices"):
+        micro_batch_grad(loss_fn, w, x, key, 2)
+    with pytest.raises(ValueError, match="batch size 16 does not split into 3 micro-batches"):
+        micro_batch_grad(loss_fn, w, x, key, 3)
+
+
+def test_config_checks_micro_batches():
+    assert tiny(micro_batches=4).micro_batches == 4
+    with pytest.raises(ValueError, match="batch_size 32 does not split into 5 micro-batches"):
+        tiny(micro_batches=5)
+    with pytest.raises(ValueError, match="micro_batches needs parallel jit"):
+        tiny(micro_batches=4, parallel="pmap")
 
 
 @pytest.mark.parametrize("fit_model", [_vae_fit, _gan_fit], ids=["vae", "gan"])
@@ -141,8 +192,9 @@ def _devices_env(devices: int) -> dict:
     return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
 
-def _cli_results(workdir, devices):
-    done = subprocess.run(_train_command(workdir), capture_output=True, text=True, timeout=300, env=_devices_env(devices))
+def _cli_results(workdir, devices, options=()):
+    done = subprocess.run(_train_command(workdir, *options), capture_output=True, text=True, timeout=300,
+                          env=_devices_env(devices))
     assert done.returncode == 0, done.stderr
     return json.loads((workdir / "results.json").read_text())
 
@@ -156,6 +208,13 @@ def test_four_devices_give_the_single_device_test_mse(tmp_path):
     for result in (four, pmap):
         np.testing.assert_allclose(result["test_mse"], one["test_mse"], rtol=1e-5)
         np.testing.assert_allclose(result["test_psnr"], one["test_psnr"], rtol=1e-5)
+
+
+def test_with_micro_batches_four_devices_give_the_single_device_numbers_exactly(tmp_path):
+    one, four = (_cli_results(tmp_path / str(n), devices=n, options=("--micro-batches", "4")) for n in (1, 4))
+    assert [r["environment"]["device_count"] for r in (one, four)] == [1, 4] and one["config"]["micro_batches"] == 4
+    assert (four["test_mse"], four["test_psnr"]) == (one["test_mse"], one["test_psnr"])
+    assert (tmp_path / "4" / "metrics.jsonl").read_text() == (tmp_path / "1" / "metrics.jsonl").read_text()
 
 
 def _free_port() -> int:

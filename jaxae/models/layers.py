@@ -31,15 +31,16 @@ def space_to_depth(x: jax.Array, factor: int) -> jax.Array:
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // factor, w // factor, factor * factor * c)
 
 
-def _phase_taps(k: int) -> tuple[tuple[np.ndarray, int], tuple[np.ndarray, int]]:
+def _phase_taps(k: int) -> tuple[tuple[range, int], tuple[range, int]]:
     """For one axis of a size-k, stride-2, SAME transposed conv, per output phase r = 0, 1: the
-    kernel taps that feed it, in input order, and the input offset of the first one. Output
-    2m + r = sum_d x[m + d] * w[2d + pad - r] over the offsets d where that tap exists."""
+    kernel taps that feed it, in input order (every second tap), and the input offset of the first
+    one. Output 2m + r = sum_d x[m + d] * w[2d + pad - r] over the offsets d where that tap exists."""
     pad = k - 1 if k <= 2 else (k + 1) // 2  # lax.conv_transpose's front padding for SAME, stride 2
     phases = []
     for r in (0, 1):
         offsets = np.array([d for d in range(-k, k + 1) if 0 <= 2 * d + pad - r < k])
-        phases.append((2 * offsets + pad - r, int(offsets[0])))
+        taps = 2 * offsets + pad - r
+        phases.append((range(int(taps[0]), int(taps[-1]) + 1, 2), int(offsets[0])))
     return tuple(phases)
 
 
@@ -57,11 +58,11 @@ class ConvTranspose2x(nn.Module):
         kh, kw = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
 
-        def phase(rows: tuple[np.ndarray, int], cols: tuple[np.ndarray, int]) -> jax.Array:
+        def phase(rows: tuple[range, int], cols: tuple[range, int]) -> jax.Array:
             (taps_h, first_h), (taps_w, first_w) = rows, cols
             return jax.lax.conv_general_dilated(
                 x,
-                kernel[taps_h[:, None], taps_w[None, :]],
+                kernel[taps_h.start : taps_h.stop : 2, taps_w.start : taps_w.stop : 2],  # a slice, not a gather
                 window_strides=(1, 1),
                 padding=((-first_h, len(taps_h) - 1 + first_h), (-first_w, len(taps_w) - 1 + first_w)),
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),

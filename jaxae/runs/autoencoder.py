@@ -63,7 +63,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     state = run.start(initial_state(config, len(train_images) // config.batch_size, keys["init"]))
     result = fit(
         state,
-        make_train_step(objective),
+        make_train_step(objective, config.micro_batches),
         train_images,
         key=keys["train"],
         **run.fit_hooks(),

@@ -72,6 +72,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         config.latent,
         train_images.shape[1:],
         config.ema_decay,
+        config.micro_batches,
     )
     state = run.start(state)
     fixed_latents = sample_latents(keys["pictures"], PICTURE_SIDE**2, config.latent)

@@ -67,7 +67,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     state = run.start(create_train_state(model, tx, keys["init"], example))
     result = fit(
         state,
-        make_train_step(reconstruction(corrupt, config.training_loss)),
+        make_train_step(reconstruction(corrupt, config.training_loss), config.micro_batches),
         train_images,
         key=keys["train"],
         **run.fit_hooks(),

@@ -27,13 +27,15 @@ from flax.training.train_state import TrainState
 from jaxae import losses
 from jaxae.objectives import to_float
 from jaxae.train.loop import largest_divisor_at_most
+from jaxae.train.parallel import micro_batch_grad
 from jaxae.train.state import create_train_state
 
 
 @struct.dataclass
 class GANState:
     """`step` (int32 scalar), each network's TrainState (params, optimizer), the averaged
-    generator's params (None without an average), the latent size and the average's decay per step."""
+    generator's params (None without an average), the latent size, the average's decay per step
+    and the micro-batches of each phase's gradient (`jaxae.train.parallel.micro_batch_grad`)."""
 
     step: jax.Array
     generator: TrainState
@@ -41,6 +43,7 @@ class GANState:
     generator_ema: Any
     latent: int = struct.field(pytree_node=False)
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
+    micro_batches: int = struct.field(pytree_node=False, default=1)
 
 
 def create_gan_state(
@@ -52,6 +55,7 @@ def create_gan_state(
     latent: int,
     image_shape: tuple[int, int, int] = (28, 28, 1),
     ema_decay: float = 0.0,
+    micro_batches: int = 1,
 ) -> GANState:
     """Initialises both networks from independent keys split from `key`; the average (with
     `ema_decay` > 0) starts as a copy of the generator."""
@@ -65,6 +69,7 @@ def create_gan_state(
         generator_ema=jax.tree.map(jnp.copy, g_state.params) if ema_decay > 0 else None,
         latent=latent,
         ema_decay=ema_decay,
+        micro_batches=micro_batches,
     )
 
 
@@ -99,20 +104,16 @@ def discriminator_phase(state: GANState, real: jax.Array, key: jax.Array) -> tup
     Metrics: d_loss (BCE of the real batch plus BCE of the fake batch, nats, mean over N), and the
     discriminator's accuracy on real (d_real_acc) and fake (d_fake_acc) images.
     """
-    fake = generate(state, sample_latents(key, real.shape[0], state.latent), averaged=False)
+    latents = sample_latents(key, real.shape[0], state.latent)
 
-    def loss_fn(params):
+    def loss_fn(params, inputs, _):
+        real, latents = inputs
+        fake = generate(state, latents, averaged=False)
         real_logits, fake_logits = jnp.split(_discriminate(state, params, jnp.concatenate([real, fake])), 2)
-        return jnp.mean(losses.gan_d_loss(real_logits, fake_logits)), (real_logits, fake_logits)
+        d_loss = jnp.mean(losses.gan_d_loss(real_logits, fake_logits))
+        return d_loss, {"d_loss": d_loss, "d_real_acc": jnp.mean(real_logits > 0), "d_fake_acc": jnp.mean(fake_logits < 0)}
 
-    (d_loss, (real_logits, fake_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.discriminator.params
-    )
-    metrics = {
-        "d_loss": d_loss,
-        "d_real_acc": jnp.mean(real_logits > 0),
-        "d_fake_acc": jnp.mean(fake_logits < 0),
-    }
+    grads, metrics = micro_batch_grad(loss_fn, state.discriminator.params, (real, latents), key, state.micro_batches)
     return state.replace(discriminator=state.discriminator.apply_gradients(grads=grads)), metrics
 
 
@@ -121,14 +122,14 @@ def generator_phase(state: GANState, key: jax.Array, n: int) -> tuple[GANState, 
 
     Metrics: g_loss (non-saturating BCE, nats, mean over n).
     """
-    latents = sample_latents(key, n, state.latent)
-
-    def loss_fn(params):
+    def loss_fn(params, latents, _):
         fake = state.generator.apply_fn({"params": params}, latents)
-        return jnp.mean(losses.gan_g_loss(_discriminate(state, state.discriminator.params, fake)))
+        g_loss = jnp.mean(losses.gan_g_loss(_discriminate(state, state.discriminator.params, fake)))
+        return g_loss, {"g_loss": g_loss}
 
-    g_loss, grads = jax.value_and_grad(loss_fn)(state.generator.params)
-    return state.replace(generator=state.generator.apply_gradients(grads=grads)), {"g_loss": g_loss}
+    latents = sample_latents(key, n, state.latent)
+    grads, metrics = micro_batch_grad(loss_fn, state.generator.params, latents, key, state.micro_batches)
+    return state.replace(generator=state.generator.apply_gradients(grads=grads)), metrics
 
 
 def average_generator(state: GANState) -> GANState:

@@ -118,7 +118,8 @@ def fit(
             indices = plan.batches(rows)
             if indices.shape not in compiled:
                 compile_start = time.perf_counter()
-                compiled[indices.shape] = plan.multi_step.lower(state, images, indices, step_key).compile()
+                with jax.set_mesh(mesh):  # the mesh `micro_batch_grad` spreads its micro-batches over
+                    compiled[indices.shape] = plan.multi_step.lower(state, images, indices, step_key).compile()
                 compile_seconds += time.perf_counter() - compile_start
                 start += time.perf_counter() - compile_start
             state, metrics = compiled[indices.shape](state, images, indices, step_key)

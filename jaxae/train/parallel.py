@@ -18,6 +18,11 @@ batch's step:
   a draw of the shard's shape (b, ...) from it equals rows d*b .. (d+1)*b - 1 of the same draw
   of the global shape (n*b, ...) from the plain key. So every random draw in a step must have
   the batch as its leading axis, as all of jaxae's do (noise, binarization, eps, latents).
+
+Both reduce the gradient over the devices in an order that depends on their number, so runs on 1
+and 4 devices drift apart by float rounding, which training can amplify (a ReLU unit that flips
+on one side only). With micro-batches (`micro_batch_grad`, `--micro-batches K`), every step sums
+K fixed micro-batch gradients in a fixed order and is bit-identical on any device count dividing K.
 """
 from __future__ import annotations
 
@@ -173,6 +178,53 @@ def sync_gradients(train_step: TrainStep, axis_name: str) -> TrainStep:
         return _map_train_states(lambda s: s.replace(apply_fn=next(restore).apply_fn), new_state), metrics
 
     return step
+
+
+def micro_batch_grad(loss_fn: Callable, params, inputs, key: jax.Array, micro_batches: int):
+    """`jax.grad(loss_fn, has_aux=True)(params, inputs, key)` for a `loss_fn` that averages over
+    the leading (batch) axis of every array in `inputs`, computed so that the result does not
+    depend on the device count: (grads, aux).
+
+    The batch is cut into `micro_batches` equal pieces; piece i is computed alone, with the key
+    `shard_key(key, i)` (its rows of every global draw), on one of the devices of the current mesh
+    (`jax.set_mesh`, as `fit` sets; none: one device), whose number must divide `micro_batches`.
+    The pieces' gradients and aux (scalar means) are gathered and averaged in the order of i. With
+    one micro-batch it is plain `jax.grad` on the whole batch.
+    """
+    if micro_batches == 1:
+        return jax.grad(loss_fn, has_aux=True)(params, inputs, key)
+    context = jax.sharding.get_abstract_mesh()
+    mesh = data_mesh(jax.devices()[:1]) if context.empty else context
+    devices = mesh.shape[AXIS]
+    if micro_batches % devices:
+        raise ValueError(f"--micro-batches {micro_batches} does not divide over {devices} devices: use a multiple of {devices}")
+    local = micro_batches // devices
+    batch_size = jax.tree.leaves(inputs)[0].shape[0]
+    if batch_size % micro_batches:
+        raise ValueError(f"batch size {batch_size} does not split into {micro_batches} micro-batches: use a multiple of {micro_batches}")
+
+    def on_device(params, inputs, key):
+        first = lax.axis_index(AXIS) * local
+        pieces = jax.tree.map(lambda x: x.reshape(local, -1, *x.shape[1:]), inputs)
+        results = [
+            jax.grad(loss_fn, has_aux=True)(params, jax.tree.map(lambda x: x[j], pieces), shard_key(key, first + j))
+            for j in range(local)  # straight-line, so every piece compiles as the same computation
+        ]
+        stacked = jax.tree.map(lambda *xs: lax.all_gather(jnp.stack(xs), AXIS, tiled=True), *results)
+        return jax.tree.map(_mean_in_order, stacked)
+
+    batch_spec = jax.tree.map(lambda _: P(AXIS), inputs)
+    return jax.shard_map(on_device, mesh=mesh, in_specs=(P(), batch_spec, P()), out_specs=P(), check_vma=False)(
+        params, inputs, key
+    )
+
+
+def _mean_in_order(stacked: jax.Array) -> jax.Array:
+    """The mean over the leading axis, summed strictly from first to last."""
+    total = stacked[0]
+    for x in stacked[1:]:
+        total = total + x
+    return total / stacked.shape[0]
 
 
 def _is_train_state(x) -> bool:

@@ -7,19 +7,21 @@
 """
 from __future__ import annotations
 
-import jax
 
 from jaxae.objectives import Objective
+from jaxae.train.parallel import micro_batch_grad
 
 
-def make_train_step(objective: Objective):
-    """One gradient step of `objective` on `batch` with the optimizer held in `state`."""
+def make_train_step(objective: Objective, micro_batches: int = 1):
+    """One gradient step of `objective` on `batch` with the optimizer held in `state`; with
+    `micro_batches` > 1, its gradient summed in a fixed order over that many pieces of the batch
+    (`jaxae.train.parallel.micro_batch_grad`: the same bits on any device count dividing it)."""
 
     def train_step(state, batch, key):
-        def loss_fn(params):
+        def loss_fn(params, batch, key):
             return objective(params, state.apply_fn, batch, key)
 
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+        grads, metrics = micro_batch_grad(loss_fn, state.params, batch, key, micro_batches)
         return state.apply_gradients(grads=grads), metrics
 
     return train_step
