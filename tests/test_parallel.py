@@ -223,9 +223,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_in_step_and_agree_with_one(tmp_path):
+@pytest.mark.parametrize("micro_batches", [1, 4])
+def test_two_processes_train_in_step_and_agree_with_one(tmp_path, micro_batches):
+    """Within float tolerance of one process; with micro-batches, the same bits."""
     workdir = tmp_path / "run"
-    command = _train_command(workdir, "--epochs", "2", "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2")
+    command = _train_command(workdir, "--epochs", "2", "--micro-batches", str(micro_batches),
+                             "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2")
     processes = [
         subprocess.Popen([*command, "--process-id", str(i)], env=_devices_env(2), stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
@@ -242,11 +245,12 @@ def test_two_processes_train_in_step_and_agree_with_one(tmp_path):
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["16", "8"]
     assert not (workdir / "process-1" / "checkpoints").exists()
 
-    single = runs.train(tiny("ae", arch="mlp", code_size=8, epochs=2), str(tmp_path / "single"))
-    np.testing.assert_allclose(results[0]["test_mse"], single["test_mse"], rtol=1e-5)
+    single = runs.train(tiny("ae", arch="mlp", code_size=8, epochs=2, micro_batches=micro_batches), str(tmp_path / "single"))
+    tolerance = 0 if micro_batches > 1 else 1e-5
+    np.testing.assert_allclose(results[0]["test_mse"], single["test_mse"], rtol=tolerance)
     losses = [[json.loads(line)["loss"] for line in text.splitlines()]
               for text in (metrics[0], (tmp_path / "single" / "metrics.jsonl").read_text())]
-    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    np.testing.assert_allclose(losses[0], losses[1], rtol=tolerance)
 
 
 @pytest.mark.parametrize("steps", [1, 3])
