@@ -217,6 +217,15 @@ def test_with_micro_batches_four_devices_give_the_single_device_numbers_exactly(
     assert (tmp_path / "4" / "metrics.jsonl").read_text() == (tmp_path / "1" / "metrics.jsonl").read_text()
 
 
+def test_with_micro_batches_a_run_resumes_on_another_device_count_exactly(tmp_path):
+    options = ("--micro-batches", "4", "--schedule", "constant")
+    straight = _cli_results(tmp_path / "straight", devices=4, options=(*options, "--epochs", "2"))
+    _cli_results(tmp_path / "resumed", devices=1, options=options)
+    resumed = _cli_results(tmp_path / "resumed", devices=4, options=(*options, "--epochs", "2", "--resume"))
+    assert resumed["test_mse"] == straight["test_mse"]
+    assert (tmp_path / "resumed" / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
