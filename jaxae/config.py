@@ -30,6 +30,7 @@ class Config:
     binarize: bool | None = None  # vae: dynamic binarization; None = on for mnist
     nll_samples: int = 0  # vae: importance samples for the test log-likelihood (0: skip)
     ema_decay: float = 0.0  # gan: samples come from a moving average of the generator with this decay per step (0: none)
+    r1: float = 0.0  # gan: weight of the discriminator's R1 gradient penalty on real images (0: none)
     loss: str | None = None  # ae, dae, sr: reconstruction loss, mse or bce; None: see training_loss
     epochs: int = 20
     batch_size: int = 128
@@ -54,6 +55,8 @@ class Config:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be 0 (epoch ends only) or a number of steps, got {self.checkpoint_every}")
+        if self.r1 < 0:
+            raise ValueError(f"r1 must be 0 (no penalty) or positive, got {self.r1}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.batch_size % self.micro_batches:

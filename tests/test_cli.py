@@ -36,6 +36,8 @@ def test_train_end_to_end(tmp_path):
         (["--parallel", "dp"], "argument --parallel: invalid choice: 'dp'"),
         (["--parallel", "pmap", "--batch-size", "30", "--train-size", "64"], "does not divide over 4 devices"),
         (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go together"),
+        (["--model", "gan", "--r1", "-1"], "r1 must be 0 (no penalty) or positive, got -1.0"),
+        (["--micro-batches", "3"], "batch_size 128 does not split into 3 micro-batches"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):

@@ -92,6 +92,24 @@ def test_both_phases_train_against_the_trained_generator_not_its_average(batch):
                                 (other.generator, other.discriminator, other_metrics))
 
 
+def test_r1_penalty_of_a_linear_discriminator_is_half_gamma_times_its_squared_weights():
+    w = jax.random.normal(jax.random.key(0), (28 * 28,))
+    real = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1))
+    penalty = gan_train.r1_penalty(lambda x: x.reshape(x.shape[0], -1) @ w + 3.0, real, weight=5.0)
+    np.testing.assert_allclose(penalty, 2.5 * jnp.sum(w**2), rtol=1e-6)
+
+
+def test_r1_adds_its_penalty_to_the_discriminator_update_only(batch):
+    real = batch.astype(jnp.float32) / 255
+    phase = jax.jit(gan_train.discriminator_phase)
+    state = _state()
+    (plain, plain_metrics), (penalized, metrics) = (phase(state.replace(r1=r1), real, jax.random.key(0)) for r1 in (0.0, 10.0))
+    assert "d_r1" not in plain_metrics and float(metrics["d_r1"]) > 0
+    assert metrics["d_loss"] == plain_metrics["d_loss"]  # reported without the penalty
+    chex.assert_trees_all_equal(penalized.generator, plain.generator)
+    assert not np.allclose(penalized.discriminator.params["Dense_0"]["kernel"], plain.discriminator.params["Dense_0"]["kernel"])
+
+
 def test_generator_phase_leaves_the_discriminator_unchanged():
     state = _state()
     new, metrics = jax.jit(gan_train.generator_phase, static_argnums=2)(state, jax.random.key(0), 16)

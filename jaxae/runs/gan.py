@@ -73,6 +73,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
         train_images.shape[1:],
         config.ema_decay,
         config.micro_batches,
+        config.r1,
     )
     state = run.start(state)
     fixed_latents = sample_latents(keys["pictures"], PICTURE_SIDE**2, config.latent)
@@ -98,7 +99,7 @@ def train_and_evaluate(config: Config, workdir: str) -> dict:
     last = history[-1]
     results = {
         **features.sample_scores(config.dataset, generated, train_images, test_images, floor_key),
-        **{name: last[name] for name in ("d_loss", "g_loss", "d_real_acc", "d_fake_acc")},
+        **{name: last[name] for name in ("d_loss", "g_loss", "d_real_acc", "d_fake_acc", "d_r1") if name in last},
         **timings_and_sizes(result, len(train_images), len(test_images)),
     }
     if config.ema_decay > 0:

@@ -7,6 +7,9 @@ Phase 1 updates only the discriminator (real batch labelled 1, as many generated
 discriminator phase 1 just updated). Each phase draws its latents from its own key, split from the
 step key. `state.step` counts whole steps, so `jaxae.train.loop.fit` runs the GAN unchanged.
 
+With `r1` > 0, the discriminator's loss also has the R1 penalty (r1 / 2) * E_real ||grad_x D(x)||^2
+(Mescheder et al. 2018), which damps its gradients on the data and so the oscillation of the game.
+
 With `ema_decay` > 0, samples come from `generator_ema`, an exponential moving average of the
 generator's parameters updated after every step (Polyak averaging, which often gives better
 samples than the last iterate by smoothing the generator's oscillation); with 0 (the default)
@@ -34,8 +37,9 @@ from jaxae.train.state import create_train_state
 @struct.dataclass
 class GANState:
     """`step` (int32 scalar), each network's TrainState (params, optimizer), the averaged
-    generator's params (None without an average), the latent size, the average's decay per step
-    and the micro-batches of each phase's gradient (`jaxae.train.parallel.micro_batch_grad`)."""
+    generator's params (None without an average), the latent size, the average's decay per step,
+    the micro-batches of each phase's gradient (`jaxae.train.parallel.micro_batch_grad`) and the
+    weight of the discriminator's R1 penalty."""
 
     step: jax.Array
     generator: TrainState
@@ -44,6 +48,7 @@ class GANState:
     latent: int = struct.field(pytree_node=False)
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
     micro_batches: int = struct.field(pytree_node=False, default=1)
+    r1: float = struct.field(pytree_node=False, default=0.0)
 
 
 def create_gan_state(
@@ -56,6 +61,7 @@ def create_gan_state(
     image_shape: tuple[int, int, int] = (28, 28, 1),
     ema_decay: float = 0.0,
     micro_batches: int = 1,
+    r1: float = 0.0,
 ) -> GANState:
     """Initialises both networks from independent keys split from `key`; the average (with
     `ema_decay` > 0) starts as a copy of the generator."""
@@ -70,6 +76,7 @@ def create_gan_state(
         latent=latent,
         ema_decay=ema_decay,
         micro_batches=micro_batches,
+        r1=r1,
     )
 
 
@@ -98,11 +105,19 @@ def _discriminate(state: GANState, params, images: jax.Array) -> jax.Array:
     return state.discriminator.apply_fn({"params": params}, images)
 
 
+def r1_penalty(discriminate, real: jax.Array, weight: float) -> jax.Array:
+    """(weight / 2) * the mean over the N real images of ||grad_x logit(x)||^2, a scalar;
+    `discriminate` maps images (N, H, W, C) to logits (N,), each from its own image."""
+    grads = jax.grad(lambda x: jnp.sum(discriminate(x)))(real)
+    return 0.5 * weight * jnp.mean(jnp.sum(jnp.square(grads), axis=tuple(range(1, grads.ndim))))
+
+
 def discriminator_phase(state: GANState, real: jax.Array, key: jax.Array) -> tuple[GANState, dict]:
     """One discriminator update on `real` (float, N images) and N generated from `key`'s latents.
 
     Metrics: d_loss (BCE of the real batch plus BCE of the fake batch, nats, mean over N), and the
-    discriminator's accuracy on real (d_real_acc) and fake (d_fake_acc) images.
+    discriminator's accuracy on real (d_real_acc) and fake (d_fake_acc) images; with `state.r1`,
+    d_r1 (the R1 penalty, added to d_loss for the update).
     """
     latents = sample_latents(key, real.shape[0], state.latent)
 
@@ -111,7 +126,11 @@ def discriminator_phase(state: GANState, real: jax.Array, key: jax.Array) -> tup
         fake = generate(state, latents, averaged=False)
         real_logits, fake_logits = jnp.split(_discriminate(state, params, jnp.concatenate([real, fake])), 2)
         d_loss = jnp.mean(losses.gan_d_loss(real_logits, fake_logits))
-        return d_loss, {"d_loss": d_loss, "d_real_acc": jnp.mean(real_logits > 0), "d_fake_acc": jnp.mean(fake_logits < 0)}
+        metrics = {"d_loss": d_loss, "d_real_acc": jnp.mean(real_logits > 0), "d_fake_acc": jnp.mean(fake_logits < 0)}
+        if state.r1 == 0:
+            return d_loss, metrics
+        penalty = r1_penalty(lambda x: _discriminate(state, params, x), real, state.r1)
+        return d_loss + penalty, {**metrics, "d_r1": penalty}
 
     grads, metrics = micro_batch_grad(loss_fn, state.discriminator.params, (real, latents), key, state.micro_batches)
     return state.replace(discriminator=state.discriminator.apply_gradients(grads=grads)), metrics
