@@ -40,7 +40,8 @@ def _numbers(results: dict) -> dict:
 def _latest_state(workdir) -> dict:
     folder = workdir / "checkpoints"
     step = max(int(p.name) for p in folder.iterdir() if p.name.isdigit())
-    return ocp.StandardCheckpointer().restore((folder / str(step) / "state").absolute())
+    with ocp.StandardCheckpointer() as checkpointer:
+        return checkpointer.restore((folder / str(step) / "state").absolute())
 
 
 def _files(folder) -> dict:
@@ -111,10 +112,10 @@ def test_resume_skips_what_a_kill_left_half_written(tmp_path):
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 3, "lo')  # an append cut off mid-line
 
-    run = RunDir(tmp_path, CONFIG.replace(epochs=3, resume=True))
-    state = run.start(_initial_state())
-    assert int(state.step) == 16 and not half.exists()
-    assert [r["step"] for r in run.history()] == [8, 16]
+    with RunDir(tmp_path, CONFIG.replace(epochs=3, resume=True)) as run:
+        state = run.start(_initial_state())
+        assert int(state.step) == 16 and not half.exists()
+        assert [r["step"] for r in run.history()] == [8, 16]
     chex.assert_tree_all_finite(state.params)
 
 
@@ -142,14 +143,14 @@ def _poisoned_step(at_step: int, what: str):
      (16, "params", "parameters or optimizer state hold NaN or Inf after step 16 (epoch 2)")],
 )
 def test_non_finite_training_stops_and_keeps_the_good_checkpoint(tmp_path, at_step, what, message):
-    run = RunDir(tmp_path, CONFIG)
     images = data.load("fashion_mnist", "train")[0][:256]
-    with pytest.raises(NonFiniteError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        fit(run.start(_initial_state()), _poisoned_step(at_step, what), images, key=jax.random.key(0), epochs=2,
-            batch_size=32, steps_per_dispatch=4, progress=False, on_log=run.log)
-    saved = [] if at_step <= 8 else [8]
-    assert [r["step"] for r in run.history()] == saved
-    assert run.checkpoints.latest_step() == (saved[-1] if saved else None)
+    with RunDir(tmp_path, CONFIG) as run:
+        with pytest.raises(NonFiniteError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            fit(run.start(_initial_state()), _poisoned_step(at_step, what), images, key=jax.random.key(0), epochs=2,
+                batch_size=32, steps_per_dispatch=4, progress=False, on_log=run.log)
+        saved = [] if at_step <= 8 else [8]
+        assert [r["step"] for r in run.history()] == saved
+        assert run.checkpoints.latest_step() == (saved[-1] if saved else None)
     if saved:
         chex.assert_tree_all_finite(_latest_state(tmp_path))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 
 from jaxae.config import Config
+from jaxae.runs.common import RunDir
 
 RUNNERS = {
     "ae": "jaxae.runs.autoencoder",
@@ -16,4 +17,5 @@ RUNNERS = {
 
 def train(config: Config, workdir: str) -> dict:
     """Trains and evaluates `config.model`, writing its outputs under `workdir`."""
-    return importlib.import_module(RUNNERS[config.model]).train_and_evaluate(config, workdir)
+    with RunDir(workdir, config) as run:
+        return importlib.import_module(RUNNERS[config.model]).train_and_evaluate(config, run)

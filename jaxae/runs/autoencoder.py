@@ -52,9 +52,8 @@ def initial_state(config: Config, steps_per_epoch: int, key: jax.Array):
     return create_train_state(model, optimizer(config, steps_per_epoch), key, jnp.zeros((1, *IMAGE_SHAPE)))
 
 
-def train_and_evaluate(config: Config, workdir: str) -> dict:
-    """Trains the configured autoencoder, writes workdir/{metrics.jsonl,results.json,samples.png}."""
-    run = RunDir(workdir, config)
+def train_and_evaluate(config: Config, run: RunDir) -> dict:
+    """Trains the configured autoencoder, writes run.path/{metrics.jsonl,results.json,samples.png}."""
     keys = run_keys(config)
     train_images, _ = load_split(config, "train")
     test_images, _ = load_split(config, "test")

@@ -143,26 +143,29 @@ class RunDir:
         self.metrics_path = self.path / "metrics.jsonl"
         self.checkpoints = Checkpoints(root / "checkpoints", config.to_dict(), writer=writer)
 
+    def __enter__(self) -> "RunDir":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Closes the checkpoints however the run ended (a refusal, NaN, an interrupt), so no orbax
+        background thread outlives it."""
+        self.checkpoints.close()
+
     def start(self, state):
-        """The state to train from: `state` itself, or with `config.resume` the latest checkpoint.
-        A refusal (no checkpoint, another config, a run already there) closes the checkpoints."""
+        """The state to train from: `state` itself, or with `config.resume` the latest checkpoint."""
         self.epoch_so_far = {}
-        try:
-            if self.config.resume:
-                state = self.checkpoints.restore(state)
-                self.epoch_so_far = self.checkpoints.epoch_so_far()
-                kept = [line for line, record in self._metrics() if record["step"] <= int(state.step)]
-                self.metrics_path.write_text("".join(line + "\n" for line in kept))
-            elif self.checkpoints.latest_step() is not None:
-                raise FileExistsError(
-                    f"{self.path} already holds a run (checkpoint at step {self.checkpoints.latest_step()}): "
-                    "add --resume to continue it, or choose another --workdir"
-                )
-            else:
-                self.metrics_path.write_text("")
-        except BaseException:
-            self.checkpoints.close()  # its background threads would otherwise outlive the event loop
-            raise
+        if self.config.resume:
+            state = self.checkpoints.restore(state)
+            self.epoch_so_far = self.checkpoints.epoch_so_far()
+            kept = [line for line, record in self._metrics() if record["step"] <= int(state.step)]
+            self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        elif self.checkpoints.latest_step() is not None:
+            raise FileExistsError(
+                f"{self.path} already holds a run (checkpoint at step {self.checkpoints.latest_step()}): "
+                "add --resume to continue it, or choose another --workdir"
+            )
+        else:
+            self.metrics_path.write_text("")
         return state
 
     def _metrics(self) -> list[tuple[str, dict]]:

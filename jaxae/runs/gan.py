@@ -49,15 +49,14 @@ def plot_losses(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train_and_evaluate(config: Config, workdir: str) -> dict:
-    """Trains the configured GAN; writes workdir/{metrics.jsonl, results.json, losses.png,
+def train_and_evaluate(config: Config, run: RunDir) -> dict:
+    """Trains the configured GAN; writes run.path/{metrics.jsonl, results.json, losses.png,
     samples_epoch_XX.png (a fixed latent batch after each epoch)}.
 
     results.json: fid, fid_floor, feature_network, classifier_accuracy, the last epoch's mean
     d_loss / g_loss / discriminator accuracies, timings (and fid_without_ema with a moving
     average). `loss` in metrics.jsonl is d_loss + g_loss.
     """
-    run = RunDir(workdir, config)
     keys = run_keys(config)
     train_images, _ = load_split(config, "train")
     test_images, _ = load_split(config, "test")

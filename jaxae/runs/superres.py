@@ -54,11 +54,10 @@ def corruption(config: Config) -> Corruption:
     return lambda key, x: prepare(degrade(key, x))
 
 
-def train_and_evaluate(config: Config, workdir: str) -> dict:
-    """Trains the configured SR network; writes workdir/{metrics.jsonl,results.json,samples.png}."""
+def train_and_evaluate(config: Config, run: RunDir) -> dict:
+    """Trains the configured SR network; writes run.path/{metrics.jsonl,results.json,samples.png}."""
     model = superres(config.sr_input, config.factor)
     corrupt = corruption(config)
-    run = RunDir(workdir, config)
     keys = run_keys(config)
     train_images, _ = load_split(config, "train")
     test_images, _ = load_split(config, "test")

@@ -117,14 +117,13 @@ def _scatter(codes: np.ndarray, labels: np.ndarray, path) -> None:
     plt.close(fig)
 
 
-def train_and_evaluate(config: Config, workdir: str) -> dict:
-    """Trains the configured VAE; writes workdir/{metrics.jsonl,results.json} and the pictures.
+def train_and_evaluate(config: Config, run: RunDir) -> dict:
+    """Trains the configured VAE; writes run.path/{metrics.jsonl,results.json} and the pictures.
 
     results.json: test_neg_elbo, test_recon, test_kl (one reparameterized sample per test image),
     test_nll (IWAE with nll_samples samples; null when 0), all in nats per image summed over
     pixels; the likelihood, timings (steps_per_second, compile_seconds, nll_seconds).
     """
-    run = RunDir(workdir, config)
     keys = run_keys(config)
     train_images, _ = load_split(config, "train")
     test_images, test_labels = load_split(config, "test")
