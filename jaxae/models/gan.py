@@ -23,7 +23,7 @@ class DCGANGenerator(nn.Module):
     Hidden layers: GroupNorm (per image, so the step stays a pure function of its batch) then
     leaky ReLU. Without the normalization the generator collapsed to blank images within an
     epoch on MNIST (the discriminator won outright); with it, it learns digits.
-    `stock_transpose` uses `nn.ConvTranspose` instead of the phase-decomposed `ConvTranspose2x`
+    `stock_transpose` uses `nn.ConvTranspose` instead of `ConvTranspose2x` (a matmul and shifted adds)
     (same parameters and outputs; several times slower to train on XLA:CPU), for comparisons.
     """
 

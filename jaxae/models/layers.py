@@ -1,12 +1,15 @@
 """Layers shared by the models: pixel shuffles (`depth_to_space`, `space_to_depth`), `PatchConv`
 (a 3x3 convolution as one matmul) and `ConvTranspose2x`.
 
-`ConvTranspose2x` is a stride-2 transposed convolution computed by phase decomposition: each of
-the four output phases (even/odd row, even/odd column) is a stride-1 convolution of the input
-with the kernel taps that feed it (2x2 of a 4x4 kernel), and the phases are interleaved. It has
+`ConvTranspose2x` is a stride-2 transposed convolution computed as one matmul and shifted adds:
+the matmul gives every input pixel's contribution through every kernel tap, and each of the four
+output phases (even/odd row, even/odd column) sums the contributions of the taps that feed it
+(2x2 of a 4x4 kernel), shifted to their output pixels; the phases are then interleaved. It has
 the same parameters and gives the same outputs and gradients as
 `flax.linen.ConvTranspose(features, kernel_size, strides=(2, 2), padding="SAME")`, but avoids the
-lhs-dilated convolution whose weight gradient is very slow on XLA:CPU (see shared/DESIGN.md).
+lhs-dilated convolution whose weight gradient is very slow on XLA:CPU (see shared/DESIGN.md). On
+the DCGAN's layers it is also faster than four stride-1 convolutions, one per phase, most of all
+for few output channels (the 64 -> 1 output layer), where a convolution uses the CPU poorly.
 """
 from __future__ import annotations
 
@@ -44,6 +47,25 @@ def _phase_taps(k: int) -> tuple[tuple[range, int], tuple[range, int]]:
     return tuple(phases)
 
 
+def _shift(x: jax.Array, axis: int, offset: int) -> jax.Array:
+    """out[.., m, ..] = x[.., m + offset, ..] along `axis`, zero where m + offset is outside x."""
+    config = [(0, 0, 0)] * x.ndim
+    config[axis] = (-offset, offset, 0)
+    return jax.lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+def _fold_taps(u: jax.Array, space: int, taps_axis: int) -> jax.Array:
+    """Sums per-tap contributions into the two output phases of one axis of a stride-2 transposed
+    conv: `u` has that input axis at `space` and its kernel taps at `taps_axis` (> space); the
+    result drops the taps axis and has the two phases right after `space` (..., size, 2, ...), so
+    that a reshape interleaves them."""
+    phases = []
+    for taps, first in _phase_taps(u.shape[taps_axis]):
+        terms = [_shift(jnp.take(u, tap, axis=taps_axis), space, first + a) for a, tap in enumerate(taps)]
+        phases.append(sum(terms[1:], terms[0]))
+    return jnp.stack(phases, axis=space + 1)
+
+
 class ConvTranspose2x(nn.Module):
     """Doubles H and W: (N, H, W, Cin) -> (N, 2H, 2W, features), float32."""
 
@@ -57,21 +79,12 @@ class ConvTranspose2x(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = self.kernel_size
         kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
-
-        def phase(rows: tuple[range, int], cols: tuple[range, int]) -> jax.Array:
-            (taps_h, first_h), (taps_w, first_w) = rows, cols
-            return jax.lax.conv_general_dilated(
-                x,
-                kernel[taps_h.start : taps_h.stop : 2, taps_w.start : taps_w.stop : 2],  # a slice, not a gather
-                window_strides=(1, 1),
-                padding=((-first_h, len(taps_h) - 1 + first_h), (-first_w, len(taps_w) - 1 + first_w)),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
-
-        # (2, 2, N, H, W, C) by (row phase, column phase) -> (N, H, 2, W, 2, C) -> (N, 2H, 2W, C).
-        y = jnp.stack([jnp.stack([phase(rows, cols) for cols in _phase_taps(kw)]) for rows in _phase_taps(kh)])
+        # Every input pixel's contribution through every tap, (N, H, W, kh, kw, features): one matmul.
+        u = jnp.einsum("nhwc,ijco->nhwijo", x, kernel)
+        # Rows, then columns: (N, H, 2, W, kw, F), then (N, H, 2, W, 2, F), which is (N, 2H, 2W, F).
+        y = _fold_taps(_fold_taps(u, space=1, taps_axis=3), space=3, taps_axis=4)
         n, h, w = x.shape[:3]
-        y = y.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * h, 2 * w, self.features)
+        y = y.reshape(n, 2 * h, 2 * w, self.features)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,))
         return y
