@@ -10,6 +10,7 @@ running the command again on the same DIR gives identical numbers.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import time
@@ -50,9 +51,8 @@ def ensure_run(config: Config, workdir: Path) -> dict:
 
 def trained_params(config: Config, workdir: Path, initial_state):
     """The parameters of the finished run in `workdir`, from its last checkpoint."""
-    checkpoints = Checkpoints(workdir / "checkpoints", config.to_dict())
-    state = checkpoints.restore(initial_state(config, 1, jax.random.key(0)))
-    checkpoints.close()
+    with contextlib.closing(Checkpoints(workdir / "checkpoints", config.to_dict())) as checkpoints:
+        state = checkpoints.restore(initial_state(config, 1, jax.random.key(0)))
     return state.params, state.apply_fn
 
 
