@@ -6,7 +6,7 @@ import pytest
 from flax import linen as nn
 
 from jaxae.models.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, autoencoder
-from jaxae.models.layers import ConvTranspose2x, PatchConv, depth_to_space, space_to_depth
+from jaxae.models.layers import ConvTranspose2x, GroupNorm, PatchConv, depth_to_space, space_to_depth
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -77,3 +77,18 @@ def test_patch_conv_is_a_3x3_same_conv():
     params["params"]["Dense_0"]["bias"] = bias
     reference = nn.Conv(6, (3, 3)).apply({"params": {"kernel": kernel, "bias": bias}}, x)
     chex.assert_trees_all_close(ours.apply(params, x), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,groups", [((3, 7, 7, 128), 32), ((2, 14, 14, 64), 32), ((2, 5, 6), 3)])
+def test_group_norm_matches_flax(shape, groups):
+    x = 3.0 * jax.random.normal(jax.random.key(0), shape) + 1.0
+    stock, ours = nn.GroupNorm(num_groups=groups), GroupNorm(groups)
+    params = stock.init(jax.random.key(1), x)
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(2), p.shape), params)
+    chex.assert_trees_all_equal_shapes(params, ours.init(jax.random.key(1), x))
+    chex.assert_trees_all_close(ours.apply(params, x), stock.apply(params, x), atol=1e-5)
+
+    def grads(module):
+        return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), argnums=(0, 1))(params, x)
+
+    chex.assert_trees_all_close(grads(ours), grads(stock), atol=1e-4, rtol=1e-4)

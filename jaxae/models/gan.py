@@ -12,7 +12,7 @@ import jax
 from flax import linen as nn
 
 from jaxae.models.autoencoder import IMAGE_SHAPE, MLPDecoder
-from jaxae.models.layers import ConvTranspose2x
+from jaxae.models.layers import ConvTranspose2x, GroupNorm
 
 LEAK = 0.2  # leaky-ReLU slope of the discriminators
 
@@ -47,7 +47,7 @@ class DCGANGenerator(nn.Module):
         return nn.sigmoid(self._upsample(self.image_shape[-1], f"Upsample_{len(self.features) - 1}")(self._activate(x)))
 
     def _activate(self, x: jax.Array) -> jax.Array:
-        return nn.leaky_relu(nn.GroupNorm(num_groups=self.groups)(x), LEAK)
+        return nn.leaky_relu(GroupNorm(self.groups)(x), LEAK)
 
 
 class DCGANDiscriminator(nn.Module):

@@ -1,5 +1,5 @@
 """Layers shared by the models: pixel shuffles (`depth_to_space`, `space_to_depth`), `PatchConv`
-(a 3x3 convolution as one matmul) and `ConvTranspose2x`.
+(a 3x3 convolution as one matmul), `ConvTranspose2x` and `GroupNorm`.
 
 `ConvTranspose2x` is a stride-2 transposed convolution computed as one matmul and shifted adds:
 the matmul gives every input pixel's contribution through every kernel tap, and each of the four
@@ -107,3 +107,37 @@ class PatchConv(nn.Module):
         padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
         patches = jnp.concatenate([padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)], axis=-1)
         return nn.Dense(self.features, kernel_init=self.kernel_init)(patches)
+
+
+class GroupNorm(nn.Module):
+    """Group normalization of (N, ..., C) float32 over each image's spatial positions and the C /
+    num_groups channels of each group, then a per-channel scale and bias.
+
+    Same parameters and outputs as `flax.linen.GroupNorm(num_groups)` (which also takes the
+    variance as E[x^2] - E[x]^2), but reduced in two steps, over the spatial axes per channel and
+    then over each group's channels, with C kept as the minor axis. XLA:CPU runs that several
+    times faster than flax's reduction over a (..., groups, C / groups) view, and its gradient
+    about 1.5x faster (on the DCGAN generator's layers).
+    """
+
+    num_groups: int = 32
+    epsilon: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, c = x.shape[0], x.shape[-1]
+        per_group = c // self.num_groups
+        count = np.prod(x.shape[1:-1]) * per_group
+        flat = x.reshape(n, -1, c)
+
+        def group_mean(values: jax.Array) -> jax.Array:  # (n, positions, c) -> (n, num_groups)
+            return jnp.sum(values, axis=1).reshape(n, self.num_groups, per_group).sum(-1) / count
+
+        def per_channel(group_values: jax.Array) -> jax.Array:  # (n, num_groups) -> (n, 1.., c)
+            spread = jnp.broadcast_to(group_values[:, :, None], (n, self.num_groups, per_group))
+            return spread.reshape(n, *[1] * (x.ndim - 2), c)
+
+        mean = group_mean(flat)
+        variance = jnp.maximum(group_mean(jnp.square(flat)) - jnp.square(mean), 0.0)
+        scale = self.param("scale", nn.initializers.ones, (c,)) * per_channel(jax.lax.rsqrt(variance + self.epsilon))
+        return (x - per_channel(mean)) * scale + self.param("bias", nn.initializers.zeros, (c,))
