@@ -41,6 +41,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--nll-samples", type=int, help="vae: importance samples for the test log-likelihood, 0 to skip")
     p.add_argument("--ema-decay", type=float, help="gan: sample from a moving average of the generator with this decay per step (default 0: none)")
     p.add_argument("--r1", type=float, metavar="GAMMA", help="gan: R1 penalty (GAMMA/2) E||grad_x D(x)||^2 on real images in the discriminator's loss (default 0: none)")
+    p.add_argument("--r1-every", type=int, metavar="N", help="gan: apply the R1 penalty on every N-th step only, N times as strong (lazy R1; default 1)")
     p.add_argument("--loss", choices=("mse", "bce"), help="ae/dae/sr: reconstruction loss (default: bce for ae/dae on mnist, else mse)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

@@ -31,6 +31,7 @@ class Config:
     nll_samples: int = 0  # vae: importance samples for the test log-likelihood (0: skip)
     ema_decay: float = 0.0  # gan: samples come from a moving average of the generator with this decay per step (0: none)
     r1: float = 0.0  # gan: weight of the discriminator's R1 gradient penalty on real images (0: none)
+    r1_every: int = 1  # gan: the R1 penalty on every r1_every-th step only, weighted r1 * r1_every (lazy R1)
     loss: str | None = None  # ae, dae, sr: reconstruction loss, mse or bce; None: see training_loss
     epochs: int = 20
     batch_size: int = 128
@@ -50,7 +51,7 @@ class Config:
         for name, allowed in (("model", MODELS), ("dataset", DATASETS), ("arch", ARCHS), ("parallel", PARALLEL)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
-        for name in ("code_size", "latent", "hidden", "epochs", "batch_size", "factor", "steps_per_dispatch", "micro_batches"):
+        for name in ("code_size", "latent", "hidden", "epochs", "batch_size", "factor", "steps_per_dispatch", "micro_batches", "r1_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.checkpoint_every < 0:

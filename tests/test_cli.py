@@ -37,6 +37,7 @@ def test_train_end_to_end(tmp_path):
         (["--parallel", "pmap", "--batch-size", "30", "--train-size", "64"], "does not divide over 4 devices"),
         (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go together"),
         (["--model", "gan", "--r1", "-1"], "r1 must be 0 (no penalty) or positive, got -1.0"),
+        (["--model", "gan", "--r1", "5", "--r1-every", "0"], "r1_every must be at least 1, got 0"),
         (["--micro-batches", "3"], "batch_size 128 does not split into 3 micro-batches"),
     ],
 )

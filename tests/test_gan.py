@@ -110,6 +110,20 @@ def test_r1_adds_its_penalty_to_the_discriminator_update_only(batch):
     assert not np.allclose(penalized.discriminator.params["Dense_0"]["kernel"], plain.discriminator.params["Dense_0"]["kernel"])
 
 
+def test_lazy_r1_applies_a_stronger_penalty_on_every_nth_step_only(batch):
+    real = batch.astype(jnp.float32) / 255
+    phase = jax.jit(gan_train.discriminator_phase)
+    state = _state().replace(r1=10.0)
+    every = {step: phase(state.replace(step=jnp.int32(step)), real, jax.random.key(0)) for step in (0, 1)}
+    lazy = {step: phase(state.replace(r1_every=3, step=jnp.int32(step)), real, jax.random.key(0)) for step in (0, 1, 2, 3)}
+    np.testing.assert_allclose(lazy[0][1]["d_r1"], 3 * every[0][1]["d_r1"], rtol=1e-5)
+    np.testing.assert_allclose(lazy[3][1]["d_r1"], 3 * every[0][1]["d_r1"], rtol=1e-5)
+    for step in (1, 2):
+        assert float(lazy[step][1]["d_r1"]) == 0.0
+    unpenalized, _ = phase(state.replace(r1=0.0, step=jnp.int32(1)), real, jax.random.key(0))
+    chex.assert_trees_all_close(lazy[1][0].discriminator.params, unpenalized.discriminator.params, rtol=1e-6)
+
+
 def test_generator_phase_leaves_the_discriminator_unchanged():
     state = _state()
     new, metrics = jax.jit(gan_train.generator_phase, static_argnums=2)(state, jax.random.key(0), 16)

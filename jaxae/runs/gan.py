@@ -73,6 +73,7 @@ def train_and_evaluate(config: Config, run: RunDir) -> dict:
         config.ema_decay,
         config.micro_batches,
         config.r1,
+        config.r1_every,
     )
     state = run.start(state)
     fixed_latents = sample_latents(keys["pictures"], PICTURE_SIDE**2, config.latent)

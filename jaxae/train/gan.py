@@ -9,6 +9,8 @@ step key. `state.step` counts whole steps, so `jaxae.train.loop.fit` runs the GA
 
 With `r1` > 0, the discriminator's loss also has the R1 penalty (r1 / 2) * E_real ||grad_x D(x)||^2
 (Mescheder et al. 2018), which damps its gradients on the data and so the oscillation of the game.
+With `r1_every` = N > 1 it is lazy (Karras et al. 2020): applied on every N-th step only (steps
+0, N, 2N, ...), N times as strong, so the same penalty on average for a fraction of its cost.
 
 With `ema_decay` > 0, samples come from `generator_ema`, an exponential moving average of the
 generator's parameters updated after every step (Polyak averaging, which often gives better
@@ -38,8 +40,8 @@ from jaxae.train.state import create_train_state
 class GANState:
     """`step` (int32 scalar), each network's TrainState (params, optimizer), the averaged
     generator's params (None without an average), the latent size, the average's decay per step,
-    the micro-batches of each phase's gradient (`jaxae.train.parallel.micro_batch_grad`) and the
-    weight of the discriminator's R1 penalty."""
+    the micro-batches of each phase's gradient (`jaxae.train.parallel.micro_batch_grad`), the
+    weight of the discriminator's R1 penalty and the steps between its applications."""
 
     step: jax.Array
     generator: TrainState
@@ -49,6 +51,7 @@ class GANState:
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
     micro_batches: int = struct.field(pytree_node=False, default=1)
     r1: float = struct.field(pytree_node=False, default=0.0)
+    r1_every: int = struct.field(pytree_node=False, default=1)
 
 
 def create_gan_state(
@@ -62,6 +65,7 @@ def create_gan_state(
     ema_decay: float = 0.0,
     micro_batches: int = 1,
     r1: float = 0.0,
+    r1_every: int = 1,
 ) -> GANState:
     """Initialises both networks from independent keys split from `key`; the average (with
     `ema_decay` > 0) starts as a copy of the generator."""
@@ -77,6 +81,7 @@ def create_gan_state(
         ema_decay=ema_decay,
         micro_batches=micro_batches,
         r1=r1,
+        r1_every=r1_every,
     )
 
 
@@ -117,7 +122,8 @@ def discriminator_phase(state: GANState, real: jax.Array, key: jax.Array) -> tup
 
     Metrics: d_loss (BCE of the real batch plus BCE of the fake batch, nats, mean over N), and the
     discriminator's accuracy on real (d_real_acc) and fake (d_fake_acc) images; with `state.r1`,
-    d_r1 (the R1 penalty, added to d_loss for the update).
+    d_r1 (the R1 penalty added to d_loss for the update: 0 on the steps a lazy R1 skips, so its
+    mean over steps is the average penalty).
     """
     latents = sample_latents(key, real.shape[0], state.latent)
 
@@ -129,7 +135,11 @@ def discriminator_phase(state: GANState, real: jax.Array, key: jax.Array) -> tup
         metrics = {"d_loss": d_loss, "d_real_acc": jnp.mean(real_logits > 0), "d_fake_acc": jnp.mean(fake_logits < 0)}
         if state.r1 == 0:
             return d_loss, metrics
-        penalty = r1_penalty(lambda x: _discriminate(state, params, x), real, state.r1)
+        penalty = jax.lax.cond(
+            state.step % state.r1_every == 0,
+            lambda: r1_penalty(lambda x: _discriminate(state, params, x), real, state.r1 * state.r1_every),
+            lambda: jnp.zeros(()),
+        )
         return d_loss + penalty, {**metrics, "d_r1": penalty}
 
     grads, metrics = micro_batch_grad(loss_fn, state.discriminator.params, (real, latents), key, state.micro_batches)
