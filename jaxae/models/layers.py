@@ -126,6 +126,8 @@ class GroupNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         n, c = x.shape[0], x.shape[-1]
+        if c % self.num_groups:
+            raise ValueError(f"GroupNorm: {self.num_groups} groups do not divide {c} channels")
         per_group = c // self.num_groups
         count = np.prod(x.shape[1:-1]) * per_group
         flat = x.reshape(n, -1, c)
