@@ -92,3 +92,8 @@ def test_group_norm_matches_flax(shape, groups):
         return jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), argnums=(0, 1))(params, x)
 
     chex.assert_trees_all_close(grads(ours), grads(stock), atol=1e-4, rtol=1e-4)
+
+
+def test_group_norm_refuses_groups_that_do_not_divide_the_channels():
+    with pytest.raises(ValueError, match="GroupNorm: 3 groups do not divide 64 channels"):
+        GroupNorm(3).init(jax.random.key(0), jnp.zeros((1, 4, 4, 64)))
