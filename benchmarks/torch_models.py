@@ -189,9 +189,10 @@ def blurry(factor: int):
 
 def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float, latent: int, ema_decay: float) -> TorchCase:
     """The two-phase DCGAN step of jaxae.train.gan.train_step, with the generator's moving
-    average updated after each step; evaluate() generates a batch with the average."""
+    average updated after each step where ema_decay > 0 (as there); evaluate() generates a batch
+    with the average, or the generator itself without one."""
     g, d = generator(latent).to(device), discriminator().to(device)
-    g_ema = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+    g_ema = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) if ema_decay > 0 else None
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(b1, 0.999))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(b1, 0.999))
     ones, zeros = torch.ones(batch_size, 1, device=device), torch.zeros(batch_size, 1, device=device)
@@ -211,11 +212,12 @@ def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float
         d.requires_grad_(False)
         optimizer_step(g_opt, F.binary_cross_entropy_with_logits(d(g(latents())), ones))
         d.requires_grad_(True)
-        g_ema.update_parameters(g)
+        if g_ema is not None:
+            g_ema.update_parameters(g)
 
     @torch.inference_mode()
     def evaluate():
-        g_ema(latents())
+        (g_ema or g)(latents())
 
     return TorchCase(train, evaluate, count_params(g, d))
 
