@@ -96,11 +96,14 @@ def _conv_gan_fit(devices, parallel, micro_batches=1):
 @pytest.mark.parametrize("fit_model", [_ae_fit, _vae_fit, _gan_fit, _conv_gan_fit], ids=["dae", "vae", "gan", "dcgan"])
 def test_micro_batches_give_the_same_bits_on_1_2_and_4_devices(fit_model):
     """Eight steps with 4 micro-batches: identical states on 1, 2 and 4 devices, and the plain
-    step's state to float tolerance."""
+    step's state to float tolerance in all but a few parameters: Adam moves a parameter whose
+    gradient is near 0 by up to its learning rate whatever the gradient's size, so a rounding
+    difference there shows (2 of the DCGAN's 627200 generator weights, by 1.5e-4)."""
     one, two, four = (fit_model(devices, "jit", micro_batches=4) for devices in (1, 2, 4))
     chex.assert_trees_all_equal(jax.tree.leaves(two), jax.tree.leaves(one))
     chex.assert_trees_all_equal(jax.tree.leaves(four), jax.tree.leaves(one))
-    chex.assert_trees_all_close(jax.tree.leaves(fit_model(1, "jit")), jax.tree.leaves(one), atol=1e-4)
+    for plain, micro in zip(jax.tree.leaves(fit_model(1, "jit")), jax.tree.leaves(one)):
+        assert np.mean(~np.isclose(plain, micro, rtol=1e-6, atol=1e-4)) <= 1e-5
 
 
 def test_without_micro_batches_the_device_count_shows_in_the_last_bits():
