@@ -217,7 +217,7 @@ def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float
 
     @torch.inference_mode()
     def evaluate():
-        (g_ema or g)(latents())
+        (g if g_ema is None else g_ema)(latents())
 
     return TorchCase(train, evaluate, count_params(g, d))
 

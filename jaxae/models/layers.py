@@ -61,7 +61,7 @@ def _fold_taps(u: jax.Array, space: int, taps_axis: int) -> jax.Array:
     that a reshape interleaves them."""
     phases = []
     for taps, first in _phase_taps(u.shape[taps_axis]):
-        terms = [_shift(jnp.take(u, tap, axis=taps_axis), space, first + a) for a, tap in enumerate(taps)]
+        terms = [_shift(jax.lax.index_in_dim(u, tap, taps_axis, keepdims=False), space, first + a) for a, tap in enumerate(taps)]
         phases.append(sum(terms[1:], terms[0]))
     return jnp.stack(phases, axis=space + 1)
 
