@@ -23,7 +23,6 @@ from jaxae.runs import autoencoder as ae_runs
 from jaxae.runs import superres as sr_runs
 from jaxae.runs import vae as vae_runs
 from jaxae.runs.common import fit_options, optimizer
-from jaxae.runs.gan import ADAM_B1
 from jaxae.train import gan as gan_train
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_eval_step, make_train_step
@@ -92,7 +91,7 @@ def build(name: str, key: jax.Array) -> JaxCase:
     """The JAX case `name` (a key of SPECS), its parameters drawn from `key`."""
     config = config_of(name)
     if config.model == "gan":
-        tx = optimizer(config, TRAIN_IMAGES // config.batch_size, b1=ADAM_B1)
+        tx = optimizer(config, TRAIN_IMAGES // config.batch_size)
         state = gan_train.create_gan_state(*gan(config.arch), tx, tx, key, config.latent, ema_decay=config.ema_decay)
         train_step, eval_step = gan_train.train_step, _generate
     else:
@@ -108,7 +107,7 @@ def build(name: str, key: jax.Array) -> JaxCase:
 
 def torch_options(config: Config) -> dict:
     """Keyword arguments of `benchmarks.torch_models.build` for the same model."""
-    options = {"loss": config.training_loss, "noise_sigma": None, "factor": config.factor, "latent": config.latent, "b1": ADAM_B1,
+    options = {"loss": config.training_loss, "noise_sigma": None, "factor": config.factor, "latent": config.latent, "b1": config.adam_b1,
                "ema_decay": config.ema_decay}
     if config.model == "dae":
         noise = Noise.parse(config.noise)

@@ -46,6 +46,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--learning-rate", type=float)
+    p.add_argument("--adam-b1", type=float, metavar="B1", help="Adam's first-moment decay, in [0, 1) (default 0.9; gan 0.5)")
     p.add_argument("--schedule", choices=("cosine", "constant"))
     p.add_argument("--seed", type=int)
     p.add_argument("--train-size", type=int, help="use the first N training images")

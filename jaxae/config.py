@@ -36,6 +36,7 @@ class Config:
     epochs: int = 20
     batch_size: int = 128
     learning_rate: float = 1e-3
+    adam_b1: float = 0.9  # Adam's first-moment decay (gan: 0.5, DCGAN's)
     schedule: str = "cosine"  # cosine (decay to 0 over the run) or constant
     seed: int = 0
     train_size: int | None = None
@@ -58,8 +59,9 @@ class Config:
             raise ValueError(f"checkpoint_every must be 0 (epoch ends only) or a number of steps, got {self.checkpoint_every}")
         if self.r1 < 0:
             raise ValueError(f"r1 must be 0 (no penalty) or positive, got {self.r1}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("ema_decay", "adam_b1"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.batch_size % self.micro_batches:
             raise ValueError(f"batch_size {self.batch_size} does not split into {self.micro_batches} micro-batches: use a multiple")
         if self.micro_batches > 1 and self.parallel != "jit":
@@ -97,6 +99,7 @@ MODEL_DEFAULTS = {
         "epochs": 10,
         "batch_size": 64,
         "learning_rate": 2e-4,
+        "adam_b1": 0.5,
         "schedule": "constant",
         "latent": 100,
         "steps_per_dispatch": 8,  # its convolutions run unrolled, see jaxae.train.parallel.make_multi_step
@@ -106,8 +109,9 @@ MODEL_DEFAULTS = {
 
 def with_defaults(saved: dict) -> dict:
     """A saved config dict with each field it lacks (written before the field existed) set to
-    that field's default."""
-    return {**{f.name: f.default for f in dataclasses.fields(Config)}, **saved}
+    that field's default for the saved model (MODEL_DEFAULTS, else Config's)."""
+    model_defaults = MODEL_DEFAULTS.get(saved.get("model", Config.model), {})
+    return {**{f.name: f.default for f in dataclasses.fields(Config)}, **model_defaults, **saved}
 
 
 def config_differences(saved: dict, current: dict, ignore: tuple[str, ...] = ()) -> list[str]:

@@ -38,6 +38,7 @@ def test_train_end_to_end(tmp_path):
         (["--coordinator", "127.0.0.1:1234"], "--coordinator, --num-processes and --process-id go together"),
         (["--model", "gan", "--r1", "-1"], "r1 must be 0 (no penalty) or positive, got -1.0"),
         (["--model", "gan", "--r1", "5", "--r1-every", "0"], "r1_every must be at least 1, got 0"),
+        (["--model", "gan", "--adam-b1", "1"], "adam_b1 must be in [0, 1), got 1.0"),
         (["--micro-batches", "3"], "batch_size 128 does not split into 3 micro-batches"),
     ],
 )

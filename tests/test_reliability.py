@@ -266,6 +266,16 @@ def test_fields_added_later_count_as_their_defaults():
     assert config_differences(CONFIG.to_dict(), CONFIG.replace(resume=True).to_dict(), ignore=("resume",)) == []
 
 
+def test_a_field_added_later_counts_as_its_model_default():
+    """GAN runs trained with Adam b1 0.5 before `adam_b1` existed; an ae run with optax's 0.9."""
+    for model, b1 in (("gan", 0.5), ("ae", 0.9)):
+        current = tiny(model)
+        old = {k: v for k, v in current.to_dict().items() if k != "adam_b1"}
+        assert current.adam_b1 == b1
+        assert config_differences(old, current.to_dict()) == []
+        assert config_differences(old, current.replace(adam_b1=0.0).to_dict()) == ["adam_b1"]
+
+
 def test_a_mismatch_in_a_field_added_later_names_its_default(tmp_path):
     old = {k: v for k, v in CONFIG.to_dict().items() if k != "ema_decay"}
     writer = Checkpoints(tmp_path, old)

@@ -13,6 +13,7 @@ from jaxae.config import make_config, tiny
 from jaxae.models.autoencoder import autoencoder
 from jaxae.noise import Noise
 from jaxae.objectives import reconstruction
+from jaxae.runs.common import optimizer
 from jaxae.train.loop import NonFiniteError, evaluate, fit, largest_divisor_at_most
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_train_step
@@ -124,3 +125,15 @@ def test_run_writes_results_metrics_and_picture(tmp_path, model):
     if model == "dae":
         assert results["input_psnr"] < results["blur_psnr"]
         assert results["blur_sigma"] > 0
+
+
+@pytest.mark.parametrize("b1", [0.9, 0.5, 0.0])
+def test_optimizer_has_the_configured_adam_momentum(b1):
+    """Gradients +1 then -1: Adam's second step is lr (1 - b1) / (1 + b1), up to float32 rounding."""
+    config = make_config("gan", schedule="constant", adam_b1=b1)
+    tx = optimizer(config, steps_per_epoch=10)
+    params = jnp.zeros(3)
+    opt_state = tx.init(params)
+    for gradient in (1.0, -1.0):
+        update, opt_state = tx.update(jnp.full(3, gradient), opt_state, params)
+    np.testing.assert_allclose(update, config.learning_rate * (1 - b1) / (1 + b1), rtol=1e-4)

@@ -25,8 +25,9 @@ def load_split(config: Config, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[:n], labels[:n]
 
 
-def optimizer(config: Config, steps_per_epoch: int, b1: float = 0.9) -> optax.GradientTransformation:
-    """Adam at `config.learning_rate`, constant or cosine-decayed to 0 over the whole run."""
+def optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Adam at `config.learning_rate` (constant or cosine-decayed to 0 over the whole run) with
+    first-moment decay `config.adam_b1`."""
     if steps_per_epoch < 1:
         raise ValueError(
             f"batch size {config.batch_size} is larger than the training set: lower --batch-size or raise --train-size"
@@ -34,7 +35,7 @@ def optimizer(config: Config, steps_per_epoch: int, b1: float = 0.9) -> optax.Gr
     rate = config.learning_rate
     if config.schedule == "cosine":
         rate = optax.cosine_decay_schedule(rate, config.epochs * steps_per_epoch)
-    return optax.adam(rate, b1=b1)
+    return optax.adam(rate, b1=config.adam_b1)
 
 
 def fit_options(config: Config) -> dict:

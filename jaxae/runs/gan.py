@@ -23,7 +23,6 @@ from jaxae.runs.common import RunDir, fit_options, load_split, optimizer, run_ke
 from jaxae.train.gan import create_gan_state, generate, sample_images, sample_latents, train_step
 from jaxae.train.loop import fit
 
-ADAM_B1 = 0.5  # DCGAN's Adam momentum
 PICTURE_SIDE = 8  # samples_epoch_XX.png shows PICTURE_SIDE x PICTURE_SIDE samples
 
 
@@ -65,8 +64,8 @@ def train_and_evaluate(config: Config, run: RunDir) -> dict:
     state = create_gan_state(
         generator,
         discriminator,
-        optimizer(config, steps_per_epoch, b1=ADAM_B1),
-        optimizer(config, steps_per_epoch, b1=ADAM_B1),
+        optimizer(config, steps_per_epoch),
+        optimizer(config, steps_per_epoch),
         keys["init"],
         config.latent,
         train_images.shape[1:],
