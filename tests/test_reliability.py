@@ -179,9 +179,25 @@ def trained(tmp_path_factory):
     return workdir
 
 
+def _state_files(workdir):
+    return (workdir / "checkpoints" / "8" / "state").rglob("d/*")
+
+
 def _break_checkpoint(workdir) -> None:
-    for chunk in (workdir / "checkpoints" / "8" / "state").rglob("d/*"):
+    for chunk in _state_files(workdir):
         chunk.write_bytes(b"not a checkpoint")
+
+
+def _flip_a_byte_in_each_file(workdir) -> None:
+    """Same sizes; the b-tree nodes among the files then fail their checksum."""
+    for chunk in _state_files(workdir):
+        content = bytearray(chunk.read_bytes())
+        content[len(content) // 2] ^= 0xFF
+        chunk.write_bytes(bytes(content))
+
+
+def _drop_manifest(workdir) -> None:
+    (workdir / "checkpoints" / "8" / "state" / "manifest.ocdbt").unlink()
 
 
 @pytest.mark.parametrize(
@@ -190,10 +206,13 @@ def _break_checkpoint(workdir) -> None:
         (["--model", "dae", "--resume"], None, "from another config (model: checkpoint 'ae' vs now 'dae')"),
         (["--code-size", "4", "--resume"], None, "code_size: checkpoint 8 vs now 4"),
         (["--resume"], _break_checkpoint, "cannot read the checkpoint at step 8"),
+        (["--resume"], _flip_a_byte_in_each_file, "CRC-32C checksum verification failed"),
+        (["--resume"], _drop_manifest, "no saved arrays in"),
         ([], None, "already holds a run (checkpoint at step 8): add --resume"),
     ],
 )
-# A failed restore once left reads in flight that printed 'Event loop is closed' tracebacks.
+# Orbax's concurrent restore of a damaged checkpoint once left reads in flight that printed
+# 'Event loop is closed' tracebacks; jaxae.train.checkpoint now reads it one key at a time first.
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_bad_workdir_is_one_line_and_loses_nothing(tmp_path, trained, args, damage, message):
     workdir = tmp_path / "run"
