@@ -225,6 +225,18 @@ def test_bad_workdir_is_one_line_and_loses_nothing(tmp_path, trained, args, dama
     assert _files(workdir) == before
 
 
+def test_resuming_a_finished_run_writes_strict_json(tmp_path, trained):
+    workdir = tmp_path / "run"
+    shutil.copytree(trained, workdir)
+    assert cli.main(["train", *CLI_ARGS, "--epochs", "1", "--resume", "--workdir", str(workdir)]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"results.json holds {constant}, which is not JSON")
+
+    results = json.loads((workdir / "results.json").read_text(), parse_constant=refuse)
+    assert results["steps"] == 0 and results["steps_per_second"] is None
+
+
 def test_workdir_that_cannot_be_written_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("kept")

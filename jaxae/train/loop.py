@@ -45,8 +45,9 @@ class FitResult:
     steps: int
 
     @property
-    def steps_per_second(self) -> float:
-        return self.steps / self.train_seconds if self.train_seconds else float("nan")
+    def steps_per_second(self) -> float | None:
+        """None when no step ran (a resumed run that was already finished): JSON has no NaN."""
+        return self.steps / self.train_seconds if self.train_seconds else None
 
 
 def largest_divisor_at_most(n: int, limit: int) -> int:
