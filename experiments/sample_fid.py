@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from jaxae import features
-from jaxae.config import Config
+from jaxae.config import Config, with_defaults
 from jaxae.report.build import vae_sample_fid
 from jaxae.runs.common import load_split
 
@@ -24,7 +24,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for workdir in args.runs:
         results = json.loads((workdir / "results.json").read_text())
-        config = Config(**results["config"])
+        config = Config(**with_defaults(results["config"]))  # a run saved before a field existed had its default
         if config.model == "gan":
             fid, net = results["fid"], results["feature_network"]
             raw, floor = f"{results.get('fid_without_ema', fid):.2f}", f"{results['fid_floor']:.2f}"
