@@ -40,7 +40,7 @@ BUDGETS = {
         gan={**GAN_RECIPE, "ema_decay": 0.0, "epochs": 1, "train_size": 6400, "test_size": 2000},
     ),
     "full": Budget(
-        "the publication settings, about 2.5 hours on 2 CPU cores: autoencoders 5 epochs, SR 10, "
+        "the publication settings, about 3 hours on 2 CPU cores: autoencoders 5 epochs, SR 10, "
         "VAEs 10, the binarized-MNIST VAE 784-1000-50 for 400 epochs at batch 128 and Adam 1e-3 "
         "(27 minutes) with IWAE k=5000, DCGAN 10 (Adam 1.2e-3 with b1 0, lazy R1 1 every 4 steps, "
         "samples from a 0.999 moving average), all 60000 training and 10000 test images",
