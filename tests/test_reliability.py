@@ -179,8 +179,13 @@ def trained(tmp_path_factory):
     return workdir
 
 
+def _state_dir(workdir):
+    """The saved state of the `trained` run's last checkpoint (step 8)."""
+    return workdir / "checkpoints" / "8" / "state"
+
+
 def _state_files(workdir):
-    return (workdir / "checkpoints" / "8" / "state").rglob("d/*")
+    return _state_dir(workdir).rglob("d/*")
 
 
 def _break_checkpoint(workdir) -> None:
@@ -197,7 +202,7 @@ def _flip_a_byte_in_each_file(workdir) -> None:
 
 
 def _drop_manifest(workdir) -> None:
-    (workdir / "checkpoints" / "8" / "state" / "manifest.ocdbt").unlink()
+    (_state_dir(workdir) / "manifest.ocdbt").unlink()
 
 
 @pytest.mark.parametrize(
