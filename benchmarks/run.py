@@ -127,6 +127,14 @@ def rate_fields(rates: list[float], batch_size: int, prefix: str = "") -> dict:
     return {f"{prefix}steps_per_s": steps, f"{prefix}images_per_s": steps * batch_size, f"{prefix}window_steps_per_s": rates}
 
 
+def pair_ratios(jax_rates: list[float], torch_rates: list[float]) -> dict:
+    """JAX/PyTorch pair by pair: each JAX window over the PyTorch window that followed it
+    (`window_ratios`), and their median (`ratio`), which a slower or faster spell of the machine
+    moves less than the ratio of the two medians would."""
+    ratios = [a / b for a, b in zip(jax_rates, torch_rates, strict=True)]
+    return {"ratio": median(ratios), "window_ratios": ratios}
+
+
 def peak_row(settings: Settings, torch_side: TorchSide | None) -> dict:
     """The matmul peak (FLOP/s): JAX's and PyTorch's rates, alternated; `flops_per_s` is the larger."""
     n = settings.peak_size or (2048 if jax.devices()[0].platform == "cpu" else 8192)
@@ -161,7 +169,7 @@ def model_rows(name: str, settings: Settings, torch_side: TorchSide | None, peak
         row.update(peak_fraction=row["flops_per_s"] / peak)
         if reference:
             row.update(rate_fields(rates[1], batch_size, "torch_"), torch_params=reference.params)
-            row.update(ratio=row["steps_per_s"] / row["torch_steps_per_s"])
+            row.update(pair_ratios(rates[0], rates[1]))
         rows.append(row)
     return rows
 
