@@ -2,9 +2,9 @@
 
 On CPU, JAX lowers the `threefry2x32` hash behind every `jax.random` draw as a rolled 5-round
 `while` loop (to save compile time) whose body materialises the whole uint32 state each round.
-For the large draws inside our steps (a Bernoulli bit per pixel in the VAE, the DAE's noise)
-that loop is a large part of the step: the unrolled lowering makes the VAE step about 1.15x
-faster and gives the same bits (the same hash, only scheduled differently).
+For the large draws inside our steps (the VAE's binarization bits, the DAE's noise) that loop
+is a large part of the step: the unrolled lowering made the VAE step about 1.14x faster (with a
+32-bit draw per pixel then) and gives the same bits (the same hash, only scheduled differently).
 
 `use_unrolled_threefry_on_cpu()` registers that lowering for CPU. It relies on JAX internals, so
 it does nothing (returns False) where they are not found; tests/test_fast_random.py checks that it
