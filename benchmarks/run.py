@@ -28,7 +28,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from benchmarks import cases, timing
 from benchmarks.timing import Runner, median
-from jaxae.runs.common import environment, fit_options
+from jaxae.runs import fit_options
+from jaxae.runs.common import environment
 from jaxae.train.loop import fit
 from jaxae.train.parallel import data_mesh, make_multi_step
 
@@ -77,20 +78,20 @@ def jax_train(case: cases.JaxCase, images: np.ndarray) -> tuple[Runner, dict]:
     """
     mesh = data_mesh(jax.devices()[:1])
     batch_size, k = case.config.batch_size, case.steps_per_dispatch
-    images, state = jax.device_put((images, case.state), NamedSharding(mesh, P()))
+    data, state = jax.device_put(({"image": images}, case.state), NamedSharding(mesh, P()))
     rng = np.random.default_rng(1)
     index_sets = [rng.integers(0, images.shape[0], (k, batch_size), dtype=np.int32) for _ in range(INDEX_SETS)]
     key = jax.random.key(1)
-    step_flops = flops(jax.jit(case.train_step).lower(state, images[:batch_size], key).compile())
-    compiled, compile_s = timing.timed(make_multi_step(case.train_step, mesh, case.unroll).lower(state, images, index_sets[0], key).compile)
-    runner = Runner(timing.jax_train(compiled, state, images, index_sets, key), steps=k)
+    step_flops = flops(jax.jit(case.train_step).lower(state, {"image": data["image"][:batch_size]}, key).compile())
+    compiled, compile_s = timing.timed(make_multi_step(case.train_step, mesh, case.unroll).lower(state, data, index_sets[0], key).compile)
+    runner = Runner(timing.jax_train(compiled, state, data, index_sets, key), steps=k)
     return runner, {"compile_s": compile_s, "flops_per_step": step_flops, "steps_per_dispatch": k, "unroll": case.unroll}
 
 
 def jax_eval(case: cases.JaxCase, images: np.ndarray) -> tuple[Runner, dict]:
     """The runner of the jitted eval step on one batch (a copy of the state: training donates it)."""
     state = jax.tree.map(jax.numpy.array, case.state)
-    batch, key = jax.device_put(images[: case.config.batch_size]), jax.random.key(2)
+    batch, key = jax.device_put({"image": images[: case.config.batch_size]}), jax.random.key(2)
     compiled, compile_s = timing.timed(jax.jit(case.eval_step).lower(state, batch, key).compile)
     return Runner(timing.jax_calls(compiled, state, batch, key)), {"compile_s": compile_s, "flops_per_step": flops(compiled)}
 
@@ -187,7 +188,7 @@ def scaling_worker(job: dict) -> dict:
     result = fit(
         case.state,
         case.train_step,
-        synthetic_images(batch_size * k * job["dispatches"]),
+        {"image": synthetic_images(batch_size * k * job["dispatches"])},
         key=jax.random.key(1),
         epochs=job["epochs"],
         batch_size=batch_size,

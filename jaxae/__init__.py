@@ -1,10 +1,8 @@
-"""jaxae: autoencoders in JAX/Flax (compressing, denoising, super-resolution, VAE, GAN) on real
-MNIST and Fashion-MNIST. Start with `jaxae.runs.train(jaxae.make_config(...), workdir)` or the
-`jaxae` command."""
-from jaxae import data, losses, metrics, noise
+"""jaxae: autoencoders in JAX/Flax (compressing, denoising, super-resolution, VAE, GAN) on MNIST,
+Fashion-MNIST and the researcher's own images. Start with
+`jaxae.runs.train(jaxae.make_config(...), workdir)` or the `jaxae` command; add a model with
+`jaxae.registry.register`. Importing jaxae changes nothing in JAX (see `jaxae.fast_random`)."""
+from jaxae import data, losses, metrics, noise, registry
 from jaxae.config import Config, make_config, tiny
-from jaxae.fast_random import use_unrolled_threefry_on_cpu
 
-use_unrolled_threefry_on_cpu()  # same bits, faster steps on CPU (see jaxae.fast_random)
-
-__all__ = ["Config", "data", "losses", "make_config", "metrics", "noise", "tiny"]
+__all__ = ["Config", "data", "losses", "make_config", "metrics", "noise", "registry", "tiny"]

@@ -1,13 +1,16 @@
-"""The FID's feature network: a small classifier per dataset, trained here once and cached.
+"""The FID's feature network: a small classifier per labelled dataset, trained here once and cached.
 
 No pretrained weights are available offline, so the project trains its own: `Classifier` on the
-whole training split (Adam 1e-3, batch 128, 2 epochs, seeded), scored on the test split. Its
-parameters and test accuracy are cached as one .npz file per (dataset, architecture, recipe,
-seed) under $JAXAE_CACHE_DIR, default ~/.cache/jaxae/features/; later calls (any process) load it.
-Features are the classifier's penultimate activations, (N, 128) float32.
+whole training split (Adam 1e-3, batch 128, 2 epochs, seeded) through `jaxae.train.loop.fit`,
+scored on the test split. Its parameters and test accuracy are cached as one .npz file per
+(dataset, architecture, recipe, seed) under $JAXAE_CACHE_DIR, default ~/.cache/jaxae/features/;
+later calls (any process) load it. A dataset other than the built-in ones is named in the cache
+by its path and its fingerprint. Features are the classifier's penultimate activations,
+(N, 128) float32.
 
-    jaxae.features.fid("mnist", generated, test_images)        # a float, squared feature units
-    jaxae.features.network("mnist").describe()                 # name and accuracy, for results
+    net = jaxae.features.network(jaxae.data.load_dataset("mnist"))
+    net.fid(generated, test_images)     # a float, squared feature units
+    net.describe()                      # name and accuracy, for results
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import dataclasses
 import fcntl
 import functools
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -23,15 +27,21 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from jaxae import data, metrics
+from jaxae import data as data_module
+from jaxae import metrics
+from jaxae.config import POSITIVE_INT, option
+from jaxae.data import Dataset
 from jaxae.models.classifier import Classifier
-from jaxae.objectives import to_float
+from jaxae.objectives import classification, to_float
+from jaxae.train.evaluate import map_examples
+from jaxae.train.loop import fit
 from jaxae.train.state import create_train_state
+from jaxae.train.step import make_train_step
 
 EPOCHS = 2
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
-APPLY_BATCH = 1000  # images per batch when extracting features
+STEPS_PER_DISPATCH = 1  # one step per dispatch: XLA:CPU runs conv gradients inside a loop far slower
 
 
 def cache_dir() -> Path:
@@ -39,12 +49,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("JAXAE_CACHE_DIR") or Path.home() / ".cache" / "jaxae" / "features")
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "size"))
-def _map_batches(model: Classifier, method: str, params, images: jax.Array, size: int) -> jax.Array:
-    """model.<method> over images (N, H, W, C) in batches of `size`; N a multiple of it."""
-    batches = images.reshape(-1, size, *images.shape[1:])
-    out = jax.lax.map(lambda batch: model.apply({"params": params}, to_float(batch), method=method), batches)
-    return out.reshape(images.shape[0], *out.shape[2:])
+def _embed(model: Classifier, params, batch, key):
+    return model.apply({"params": params}, to_float(batch["image"]), method=Classifier.embed)
+
+
+def _classify(model: Classifier, params, batch, key):
+    return jnp.argmax(model.apply({"params": params}, to_float(batch["image"])), axis=-1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -52,50 +62,41 @@ class FeatureNetwork:
     """A trained classifier: its name (dataset, architecture, recipe, seed), test accuracy, params."""
 
     name: str
-    dataset: str
     accuracy: float
     model: Classifier
     params: dict
 
+    @functools.cached_property
+    def _functions(self):  # one function object each, so each compiles once per batch shape
+        return functools.partial(_embed, self.model), functools.partial(_classify, self.model)
+
     def features(self, images) -> np.ndarray:
-        """Penultimate activations (N, embedding) float32 of images (N, 28, 28, 1), uint8 or float in [0, 1]."""
-        return self._apply("embed", images)
+        """Penultimate activations (N, embedding) float32 of images (N, H, W, C), uint8 or float in [0, 1]."""
+        return map_examples(self._functions[0], self.params, {"image": images})
 
     def predict(self, images) -> np.ndarray:
-        """Class indices (N,) of images (N, 28, 28, 1), uint8 or float in [0, 1]."""
-        return np.argmax(self._apply("__call__", images), axis=-1)
+        """Class indices (N,) of images (N, H, W, C), uint8 or float in [0, 1]."""
+        return map_examples(self._functions[1], self.params, {"image": images})
+
+    def fid(self, images_a, images_b) -> float:
+        """Fréchet distance between two image sets (uint8 or float in [0, 1]) in these features."""
+        return metrics.fid_from_features(self.features(images_a), self.features(images_b))
 
     def describe(self) -> dict:
         """What a results file records about the network: its name and test accuracy."""
         return {"feature_network": self.name, "classifier_accuracy": self.accuracy}
 
-    def _apply(self, method: str, images) -> np.ndarray:
-        """`_map_batches` for any N: pads to a multiple of the batch size and drops the padding."""
-        images = np.asarray(images)
-        size = min(APPLY_BATCH, len(images))
-        padded = np.concatenate([images, np.zeros((-len(images) % size, *images.shape[1:]), images.dtype)])
-        return np.asarray(_map_batches(self.model, method, self.params, jnp.asarray(padded), size))[: len(images)]
 
-
-def train_classifier(model: Classifier, images: np.ndarray, labels: np.ndarray, seed: int, epochs: int) -> dict:
-    """Trains `model` on uint8 images (N, 28, 28, 1) and int labels (N,); returns its params."""
+def train_classifier(model: Classifier, data: Dataset, seed: int, epochs: int) -> tuple[dict, float]:
+    """Trains `model` on the labelled training split of `data`; returns its params and its
+    accuracy on the test split."""
     init_key, data_key = jax.random.split(jax.random.key(seed))
-    state = create_train_state(model, optax.adam(LEARNING_RATE), init_key, jnp.zeros((1, *images.shape[1:])))
-
-    @functools.partial(jax.jit, donate_argnums=0)
-    def train_step(state, images, labels):
-        def loss_fn(params):
-            logits = state.apply_fn({"params": params}, to_float(images))
-            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-
-        return state.apply_gradients(grads=jax.grad(loss_fn)(state.params))
-
-    # One jitted step per batch, not a lax.scan: XLA:CPU runs conv gradients in a loop ~30x slower.
-    images, labels = jnp.asarray(images), jnp.asarray(labels)
-    for epoch in range(epochs):
-        for indices in data.epoch_permutation(data_key, len(images), BATCH_SIZE, epoch):
-            state = train_step(state, images[indices], labels[indices])
-    return jax.device_get(state.params)
+    state = create_train_state(model, optax.adam(LEARNING_RATE), init_key, jnp.zeros((1, *data.image_shape)))
+    result = fit(state, make_train_step(classification()), data.train, key=data_key, shuffle_key=data_key, epochs=epochs,
+                 batch_size=BATCH_SIZE, steps_per_dispatch=STEPS_PER_DISPATCH, unroll=True, progress=False)
+    params = jax.device_get(result.state.params)
+    test = data.test.load()
+    return params, float(np.mean(FeatureNetwork("", 0.0, model, params).predict(test["image"]) == test["label"]))
 
 
 def _save(path: Path, params: dict, accuracy: float) -> None:
@@ -113,57 +114,73 @@ def _load(path: Path) -> tuple[dict, float]:
         return traverse_util.unflatten_dict(flat), float(stored["accuracy"])
 
 
-def network(dataset: str, seed: int = 0, epochs: int = EPOCHS, train_size: int | None = None) -> FeatureNetwork:
-    """The feature network of `dataset`: loaded from the cache, else trained and cached (the
-    default recipe, all training images for EPOCHS epochs, takes a minute or two on CPU).
-
-    `epochs` and `train_size` (the first n training images) exist for quick tests; they, the seed
-    and the architecture are all part of the network's name and cache file.
-    """
-    return _network(dataset, seed, epochs, train_size, cache_dir())
-
-
-@functools.cache
-def _network(dataset: str, seed: int, epochs: int, train_size: int | None, folder: Path) -> FeatureNetwork:
-    """A file lock makes concurrent processes train a network once; the others wait and load it."""
-    model = Classifier()
+def network_name(data: Dataset, model: Classifier, seed: int, epochs: int, train_size: int | None) -> str:
+    """The cache name of a feature network; datasets other than the built-in ones are named by
+    their path's last part and their fingerprint."""
     subset = "" if train_size is None else f"-first{train_size}"
-    name = f"classifier-{dataset}-{model.name_tag}-adam{epochs}ep{subset}-seed{seed}"
+    dataset = data.name if data.name in data_module.NAMES else f"{re.sub(r'[^A-Za-z0-9_]+', '_', Path(data.name).name)}-{data.fingerprint}"
+    return f"classifier-{dataset}-{model.name_tag}-adam{epochs}ep{subset}-seed{seed}"
+
+
+def network(data: Dataset, seed: int = 0, epochs: int = EPOCHS, train_size: int | None = None) -> FeatureNetwork:
+    """The feature network of the labelled dataset `data` (of its whole, for a subset): loaded
+    from the cache, else trained and cached (the default recipe, all MNIST training images for EPOCHS epochs, takes a minute or
+    two on a CPU). `epochs` and `train_size` (the first n training images) exist for quick
+    budgets and tests; they, the seed and the architecture are all part of the network's name."""
+    if data.classes is None:
+        raise ValueError(f"{data.name} has no labels: a feature network (and so an FID) needs a classifier trained on labels")
+    data = data.whole or data
+    model = Classifier(classes=data.num_classes)
+    return _network(network_name(data, model, seed, epochs, train_size), data, model, seed, epochs, train_size, cache_dir())
+
+
+_LOADED: dict[tuple[str, Path], FeatureNetwork] = {}
+
+
+def _network(name: str, data: Dataset, model: Classifier, seed: int, epochs: int, train_size, folder: Path) -> FeatureNetwork:
+    """A file lock makes concurrent processes train a network once; the others wait and load it."""
+    if (name, folder) in _LOADED:
+        return _LOADED[name, folder]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.npz"
     with open(folder / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
-            images, labels = data.load(dataset, "train")
-            params = train_classifier(model, images[:train_size], labels[:train_size], seed, epochs)
-            test_images, test_labels = data.load(dataset, "test")
-            untested = FeatureNetwork(name, dataset, float("nan"), model, params)
-            _save(path, params, float(np.mean(untested.predict(test_images) == test_labels)))
+            params, accuracy = train_classifier(model, data.subset(train_size, None), seed, epochs)
+            _save(path, params, accuracy)
     params, accuracy = _load(path)
-    return FeatureNetwork(name, dataset, accuracy, model, params)
+    _LOADED[name, folder] = FeatureNetwork(name, accuracy, model, params)
+    return _LOADED[name, folder]
 
 
-def features(dataset: str, images) -> np.ndarray:
-    """Penultimate features (N, 128) float32 of `dataset`'s feature network for images (N, 28, 28, 1)."""
-    return network(dataset).features(images)
-
-
-def fid(dataset: str, images_a, images_b) -> float:
-    """Fréchet distance between two image sets (uint8 or float in [0, 1]) in `dataset`'s features."""
-    net = network(dataset)
-    return metrics.fid_from_features(net.features(images_a), net.features(images_b))
-
-
-def sample_scores(dataset: str, generated, train_images: np.ndarray, test_images: np.ndarray, key: jax.Array) -> dict:
-    """fid (generated vs test images), fid_floor (as many training images, a random subset drawn
-    from `key`, vs test: what a perfect generator would score), the sample count and the network."""
-    net = network(dataset)
+def sample_scores(net: FeatureNetwork, generated, train: data_module.Split, test_images, key: jax.Array) -> dict:
+    """fid (generated vs test images), fid_floor (as many training images, a random subset of the
+    split `train` drawn from `key`, vs test: what a perfect generator would score), the sample
+    count and the network."""
     test_features = net.features(test_images)
-    n = min(len(generated), len(train_images))
-    subset = np.sort(np.asarray(jax.random.choice(key, len(train_images), (n,), replace=False)))
+    n = min(len(generated), len(train))
+    subset = np.sort(np.asarray(jax.random.choice(key, len(train), (n,), replace=False)))
     return {
         "fid": metrics.fid_from_features(net.features(generated), test_features),
-        "fid_floor": metrics.fid_from_features(net.features(train_images[subset]), test_features),
+        "fid_floor": metrics.fid_from_features(net.features(train.gather(subset)["image"]), test_features),
         "fid_samples": len(generated),
         **net.describe(),
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureOptions:
+    """The feature network's recipe, for the models whose results use it (FID, conditional accuracy)."""
+
+    classifier_epochs: int = option(EPOCHS, "epochs of the feature classifier behind the FID and the conditional accuracy", range=POSITIVE_INT)
+    classifier_train_size: int | None = option(None, "train the feature classifier on the first N training images (default: all)", range=POSITIVE_INT)
+
+
+def network_for(config, data: Dataset) -> FeatureNetwork:
+    """The feature network a run of `config` (whose options include FeatureOptions) scores with."""
+    return network(data, epochs=config.options.classifier_epochs, train_size=config.options.classifier_train_size)
+
+
+def conditional_accuracy(net: FeatureNetwork, images, labels) -> float:
+    """The share of `images` (generated for `labels` (N,)) that the network assigns to their label."""
+    return float(np.mean(net.predict(images) == np.asarray(labels)))

@@ -7,6 +7,7 @@ noise. `downsample` / `upsample` change the spatial size and are deterministic.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import jax
@@ -69,12 +70,15 @@ class Noise:
     def __post_init__(self):
         if self.kind not in NOISES:
             raise ValueError(f"unknown noise {self.kind!r}: use one of {', '.join(NOISES)}")
-        if not 0.0 <= self.level <= (1.0 if self.kind != "gaussian" else float("inf")):
-            raise ValueError(f"noise level {self.level} is out of range for {self.kind}")
+        if not (0.0 <= self.level <= 1.0 or (self.kind == "gaussian" and math.isfinite(self.level) and self.level > 0)):
+            allowed = "a finite sigma >= 0" if self.kind == "gaussian" else "a rate in [0, 1]"
+            raise ValueError(f"noise level {self.level} is out of range for {self.kind}: use {allowed}")
 
     @classmethod
     def parse(cls, spec: str) -> "Noise":
         """Parses "gaussian:0.2", "mask:0.3" or "salt_and_pepper:0.1"."""
+        if not isinstance(spec, str):
+            raise ValueError(f"bad noise {spec!r}: write KIND:LEVEL, e.g. gaussian:0.2")
         kind, _, level = spec.partition(":")
         try:
             value = float(level)

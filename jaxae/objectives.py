@@ -1,6 +1,7 @@
 """Objectives: `objective(params, apply_fn, batch, key) -> (loss, metrics)`.
 
-`batch` holds uint8 images (N, H, W, C) as stored by `jaxae.data`; objectives turn them into
+`batch` is a dict {"image": uint8 (N, H, W, C), "label": int32 (N,)} ("label" only where the data
+has labels) as `jaxae.data` gathers it; objectives read what they need and turn images into
 float32 in [0, 1]. `key` is the step's key: every corruption or sample is drawn from it. Metrics
 are scalars averaged over the batch, so that averaging equal-size batches gives dataset means.
 """
@@ -10,10 +11,12 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxae import losses, metrics
 
-Objective = Callable[[Any, Callable, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+Batch = dict[str, jax.Array]
+Objective = Callable[[Any, Callable, Batch, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 Corruption = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -41,7 +44,7 @@ def reconstruction(corrupt: Corruption = no_corruption, loss: str = "mse") -> Ob
         raise ValueError(f"unknown reconstruction loss {loss!r}: use mse or bce")
 
     def objective(params, apply_fn, batch, key):
-        clean = to_float(batch)
+        clean = to_float(batch["image"])
         logits = apply_fn({"params": params}, corrupt(key, clean))
         restored = jax.nn.sigmoid(logits)
         mse = jnp.mean(losses.mse(restored, clean))
@@ -78,7 +81,7 @@ def vae(beta: float = 1.0, dynamic_binarization: bool = True) -> Objective:
 
     def objective(params, apply_fn, batch, key):
         data_key, eps_key = jax.random.split(key)
-        x = to_float(batch)
+        x = to_float(batch["image"])
         if dynamic_binarization:
             x = binarize(data_key, x)
         variables = {"params": params}
@@ -87,5 +90,18 @@ def vae(beta: float = 1.0, dynamic_binarization: bool = True) -> Objective:
         kl = jnp.sum(losses.kl_diag_gaussian(mu, logvar), axis=-1)
         recon, kl = jnp.mean(recon), jnp.mean(kl)
         return recon + beta * kl, {"loss": recon + beta * kl, "neg_elbo": recon + kl, "recon": recon, "kl": kl}
+
+    return objective
+
+
+def classification() -> Objective:
+    """Softmax cross-entropy of class logits against the batch's labels, nats per image averaged
+    over the batch. Metrics: `loss`, `accuracy` (share of images whose top logit is the label)."""
+
+    def objective(params, apply_fn, batch, key):
+        del key
+        logits = apply_fn({"params": params}, to_float(batch["image"]))
+        loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]))
+        return loss, {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == batch["label"])}
 
     return objective

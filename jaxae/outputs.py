@@ -33,15 +33,18 @@ def append_jsonl(path: str | Path, record: dict) -> None:
 
 
 def image_grid(rows: Sequence[np.ndarray], pad: int = 2) -> np.ndarray:
-    """Rows of images, each (n, H, W, 1) float in [0, 1], -> one uint8 (R*(H+pad)+pad, ...) picture."""
+    """Rows of images, each (n, H, W, C) float in [0, 1], -> one uint8 picture (R*(H+pad)+pad,
+    n*(W+pad)+pad), grey from the first channel, or (..., 3) RGB from the first three where C >= 3."""
     n = max(len(r) for r in rows)
-    h, w = rows[0].shape[1:3]
-    grid = np.ones((len(rows) * (h + pad) + pad, n * (w + pad) + pad), np.float32)
+    h, w, c = rows[0].shape[1:4]
+    channels = 3 if c >= 3 else 1
+    grid = np.ones((len(rows) * (h + pad) + pad, n * (w + pad) + pad, channels), np.float32)
     for i, row in enumerate(rows):
         for j, image in enumerate(np.asarray(row)):
             top, left = pad + i * (h + pad), pad + j * (w + pad)
-            grid[top : top + h, left : left + w] = image[..., 0]
-    return np.round(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
+            grid[top : top + h, left : left + w] = image[..., :channels]
+    grid = np.round(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
+    return grid if channels == 3 else grid[..., 0]
 
 
 def save_grid(path: str | Path, rows: Sequence[np.ndarray], scale: int = 2) -> None:

@@ -9,21 +9,25 @@ from jaxae.models.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEn
 from jaxae.models.layers import ConvTranspose2x, GroupNorm, PatchConv, depth_to_space, space_to_depth
 
 
+SHAPES = [(28, 28, 1), (16, 16, 1), (32, 32, 3), (64, 48, 3)]
+
+
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("code_size", [2, 30])
-def test_autoencoder_shapes(arch, code_size):
-    model = autoencoder(arch, code_size)
-    x = jnp.zeros((3, 28, 28, 1))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_autoencoder_shapes(arch, code_size, shape):
+    model = autoencoder(arch, code_size, shape)
+    x = jnp.zeros((3, *shape))
     params = model.init(jax.random.key(0), x)
     logits = model.apply(params, x)
-    chex.assert_shape(logits, (3, 28, 28, 1))
+    chex.assert_shape(logits, (3, *shape))
     chex.assert_type(logits, jnp.float32)
     code = model.apply(params, x, method=model.encode)
     chex.assert_shape(code, (3, code_size))
-    chex.assert_shape(model.apply(params, code, method=model.decode), (3, 28, 28, 1))
+    chex.assert_shape(model.apply(params, code, method=model.decode), (3, *shape))
 
 
-@pytest.mark.parametrize("encoder,decoder", [(MLPEncoder(8), MLPDecoder()), (ConvEncoder(8), ConvDecoder())])
+@pytest.mark.parametrize("encoder,decoder", [(MLPEncoder(8), MLPDecoder((28, 28, 1))), (ConvEncoder(8), ConvDecoder((28, 28, 1)))])
 def test_halves_work_alone(encoder, decoder):
     x = jnp.ones((2, 28, 28, 1))
     code = encoder.apply(encoder.init(jax.random.key(0), x), x)
@@ -34,7 +38,7 @@ def test_halves_work_alone(encoder, decoder):
 
 def test_unknown_arch():
     with pytest.raises(ValueError, match="mlp or conv"):
-        autoencoder("resnet", 8)
+        autoencoder("resnet", 8, (28, 28, 1))
 
 
 def test_depth_to_space_layout():

@@ -15,19 +15,20 @@ from flax import linen as nn
 
 from jaxae import data, runs
 from jaxae.config import tiny
+from jaxae.data import DataInfo
 from jaxae.models.autoencoder import autoencoder
 from jaxae.models.gan import gan
 from jaxae.noise import Noise
 from jaxae.objectives import no_corruption, reconstruction, vae
-from jaxae.runs import vae as vae_run
-from jaxae.train.gan import create_gan_state
-from jaxae.train.gan import train_step as gan_step
+from jaxae.specs import vae as vae_spec
+from jaxae.train.gan import GANSettings, create_gan_state, make_train_step as make_gan_step
 from jaxae.train.loop import fit
 from jaxae.train.parallel import data_mesh, make_multi_step, micro_batch_grad, shard_key, sync_gradients
 from jaxae.train.state import create_train_state
 from jaxae.train.step import make_train_step
 
 CORRUPTIONS = {"ae": no_corruption, "dae": Noise("gaussian", 0.3)}
+MNIST = DataInfo((28, 28, 1), 10, 256, 64)
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +37,11 @@ def digits():
 
 
 def _fit(images, model, devices, parallel):
-    net = autoencoder("mlp", 8)
+    net = autoencoder("mlp", 8, (28, 28, 1))
     state = create_train_state(net, optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     step = make_train_step(reconstruction(CORRUPTIONS[model]))
     mesh = data_mesh(jax.devices()[:devices])
-    return fit(state, step, images, key=jax.random.key(1), epochs=2, batch_size=32, steps_per_dispatch=4,
+    return fit(state, step, {"image": images}, key=jax.random.key(1), epochs=2, batch_size=32, steps_per_dispatch=4,
                progress=False, mesh=mesh, parallel=parallel)
 
 
@@ -64,14 +65,14 @@ def test_agrees_with_one_device(digits, single_device, model, devices, parallel)
 
 
 def _ae_fit(devices, parallel, micro_batches=1):
-    state = create_train_state(autoencoder("mlp", 8), optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+    state = create_train_state(autoencoder("mlp", 8, (28, 28, 1)), optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     return _fit_state(state, make_train_step(reconstruction(CORRUPTIONS["dae"]), micro_batches), devices, parallel)
 
 
 def _vae_fit(devices, parallel, micro_batches=1):
     config = tiny("vae")
-    state = vae_run.initial_state(config, 8, jax.random.key(0))
-    return _fit_state(state, make_train_step(vae(config.beta), micro_batches), devices, parallel)
+    state = vae_spec.init(config, MNIST, 8, jax.random.key(0))
+    return _fit_state(state, make_train_step(vae(config.options.beta), micro_batches), devices, parallel)
 
 
 def _gan_fit(devices, parallel, micro_batches=1, arch="mlp"):
@@ -79,15 +80,14 @@ def _gan_fit(devices, parallel, micro_batches=1, arch="mlp"):
     rounding differences of near-zero gradients into steps of its whole learning rate, which the
     adversarial game then spreads (up to 65 of 131072 weights past 1e-4 apart after 8 steps)."""
     config = tiny("gan", arch=arch)
-    generator, discriminator = gan(arch)
-    state = create_gan_state(generator, discriminator, optax.sgd(0.01), optax.sgd(0.01), jax.random.key(0),
-                             config.latent, micro_batches=micro_batches)
-    return _fit_state(state, gan_step, devices, parallel)
+    settings = GANSettings(config.options.latent, micro_batches=micro_batches)
+    state = create_gan_state(*gan(arch, (28, 28, 1)), optax.sgd(0.01), optax.sgd(0.01), jax.random.key(0), settings, (28, 28, 1))
+    return _fit_state(state, make_gan_step(settings), devices, parallel)
 
 
 def _fit_state(state, step, devices, parallel):
     images = data.load("mnist", "train")[0][:256]
-    return fit(state, step, images, key=jax.random.key(1), epochs=1, batch_size=32, steps_per_dispatch=4,
+    return fit(state, step, {"image": images}, key=jax.random.key(1), epochs=1, batch_size=32, steps_per_dispatch=4,
                progress=False, mesh=data_mesh(jax.devices()[:devices]), parallel=parallel).state
 
 
@@ -148,7 +148,7 @@ def test_pmap_agrees_with_one_device_for_vae_and_gan(fit_model):
 
 def test_config_knows_the_parallel_modes():
     assert tiny(parallel="pmap").parallel == "pmap"
-    with pytest.raises(ValueError, match="unknown parallel 'dp': use one of jit, pmap"):
+    with pytest.raises(ValueError, match="parallel 'dp' is not one of jit, pmap"):
         tiny(parallel="dp")
 
 
@@ -271,10 +271,10 @@ def test_two_processes_train_in_step_and_agree_with_one(tmp_path, micro_batches)
 def test_unrolled_dispatch_is_straight_line_and_equals_the_scan(steps):
     """unroll=True leaves no loop in the program, even for one step (a scan of length 1 kept one,
     and XLA:CPU ran the GAN's convolutions 9x slower in it), and gives the scan's numbers."""
-    net = autoencoder("mlp", 8)
+    net = autoencoder("mlp", 8, (28, 28, 1))
     state = create_train_state(net, optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     step = make_train_step(reconstruction(no_corruption))
-    images = jnp.zeros((64, 28, 28, 1), jnp.uint8).at[:, 10:18, 10:18].set(255)
+    images = {"image": jnp.zeros((64, 28, 28, 1), jnp.uint8).at[:, 10:18, 10:18].set(255)}
     indices = np.arange(steps * 8, dtype=np.int32).reshape(steps, 8)
     mesh = data_mesh(jax.devices()[:1])
     unrolled = make_multi_step(step, mesh, unroll=True)

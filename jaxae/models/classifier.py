@@ -1,4 +1,4 @@
-"""A small convolutional classifier for 28x28x1 images, whose penultimate layer is the feature
+"""A small convolutional classifier for images of any size, whose penultimate layer is the feature
 network of the FID (see jaxae.features).
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ from flax import linen as nn
 
 
 class Classifier(nn.Module):
-    """Images (N, 28, 28, 1) float32 in [0, 1] -> class logits (N, classes).
+    """Images (N, H, W, C) float32 in [0, 1] -> class logits (N, classes).
 
-    Stride-2 3x3 convs with ReLU (28 -> 14 -> 7), then a dense ReLU layer of `embedding` units:
+    Stride-2 3x3 convs with ReLU (28 -> 14 -> 7 for MNIST), then a dense ReLU layer of `embedding` units:
     `embed` returns those penultimate activations (N, embedding), the FID features. Strided convs
     rather than max-pooling: on XLA:CPU the pooled version trains about 9x slower.
     """

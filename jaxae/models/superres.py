@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxae.models.autoencoder import CELL
 from jaxae.models.layers import PatchConv, depth_to_space, space_to_depth
 
 # Inputs are clipped to [EPS, 1 - EPS] before the logit, so that 0 and 1 stay finite (+-6.9).
@@ -41,7 +42,7 @@ class SuperResolver(nn.Module):
     """
 
     upscale: int = 1
-    cell: int = 4
+    cell: int = CELL
     features: int = 32
     depth: int = 4
 

@@ -1,9 +1,9 @@
-"""Variational autoencoder for 28x28x1 images (Kingma & Welling 2014), MLP or convolutional.
+"""Variational autoencoder for images of any size (Kingma & Welling 2014), MLP or convolutional.
 
-The encoder maps float images (N, 28, 28, 1) in [0, 1] to a diagonal Gaussian q(z|x): a mean and
+The encoder maps float images (N, H, W, C) in [0, 1] to a diagonal Gaussian q(z|x): a mean and
 a log-variance per latent unit, each (N, latent) float32. The code is `z = mu + sigma * eps` with
 `eps ~ N(0, I)` drawn from a key passed in explicitly. The decoder maps codes (N, latent) to pixel
-logits (N, 28, 28, 1); the image mean is `sigmoid(logits)` for both likelihoods:
+logits (N, H, W, C); the image mean is `sigmoid(logits)` for both likelihoods:
 
 - "bernoulli": p(x|z) = prod Bernoulli(x; sigmoid(logits)), for binarized {0, 1} images only
   (pixels above 0.5 count as 1);
@@ -47,13 +47,14 @@ def binary_nll(logits: jax.Array, x: jax.Array) -> jax.Array:
 
 
 class VAE(nn.Module):
-    """Images (N, 28, 28, 1) in [0, 1] -> (pixel logits, mu, logvar).
+    """Images (N, H, W, C) in [0, 1] of `image_shape` -> (pixel logits, mu, logvar).
 
     arch "mlp": 784-hidden-(2*latent) encoder and latent-hidden-784 decoder, ReLU (784-400-20
     by default, the classic reference). arch "conv": the autoencoder's ConvEncoder/ConvDecoder
     (`hidden` unused).
     """
 
+    image_shape: tuple[int, int, int]
     latent: int = 20
     hidden: int = 400
     arch: str = "mlp"
@@ -62,10 +63,10 @@ class VAE(nn.Module):
     def setup(self):
         if self.arch == "mlp":
             self.encoder = MLPEncoder(2 * self.latent, hidden=(self.hidden,))
-            self.decoder = MLPDecoder(hidden=(self.hidden,))
+            self.decoder = MLPDecoder(self.image_shape, hidden=(self.hidden,))
         elif self.arch == "conv":
             self.encoder = ConvEncoder(2 * self.latent)
-            self.decoder = ConvDecoder()
+            self.decoder = ConvDecoder(self.image_shape)
         else:
             raise ValueError(f"unknown architecture {self.arch!r}: use mlp or conv")
         if self.likelihood == "gaussian":
@@ -74,7 +75,7 @@ class VAE(nn.Module):
             raise ValueError(f"unknown likelihood {self.likelihood!r}: use {' or '.join(LIKELIHOODS)}")
 
     def __call__(self, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """One reparameterized code per image from `key`: (logits (N,28,28,1), mu, logvar (N, latent))."""
+        """One reparameterized code per image from `key`: (logits (N, H, W, C), mu, logvar (N, latent))."""
         mu, logvar = self.encode(x)
         return self.decode(reparameterize(key, mu, logvar)), mu, logvar
 
@@ -84,7 +85,7 @@ class VAE(nn.Module):
         return mu, LOGVAR_BOUND * jnp.tanh(raw / LOGVAR_BOUND)
 
     def decode(self, z: jax.Array) -> jax.Array:
-        """Codes (N, latent) -> pixel logits (N, 28, 28, 1); the image mean is sigmoid(logits)."""
+        """Codes (N, latent) -> pixel logits (N, H, W, C); the image mean is sigmoid(logits)."""
         return self.decoder(z)
 
     def log_likelihood(self, x: jax.Array, logits: jax.Array) -> jax.Array:
@@ -101,7 +102,7 @@ class VAE(nn.Module):
 
 
 def sample(params, model: VAE, key: jax.Array, n: int) -> jax.Array:
-    """n images from the prior: z ~ N(0, I), decoded to means (n, 28, 28, 1) float32 in [0, 1].
+    """n images from the prior: z ~ N(0, I), decoded to means (n, H, W, C) float32 in [0, 1].
 
     For the Bernoulli likelihood these are the pixel probabilities (Bernoulli means).
     """

@@ -10,7 +10,6 @@ running the command again on the same DIR gives identical numbers.
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import time
@@ -21,39 +20,31 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxae import baselines, features, runs
-from jaxae.config import DATASETS, Config, config_differences
+from jaxae.config import Config, config_differences
 from jaxae.noise import Noise
 from jaxae.objectives import to_float
 from jaxae.outputs import write_json
-from jaxae.report.markdown import render
 from jaxae.report import plan as plan_module
-from jaxae.report.plan import BUDGETS, NOISES, noise_kind, plan
-from jaxae.runs import autoencoder as ae_runs
-from jaxae.runs import vae as vae_runs
-from jaxae.runs.common import environment, load_split, restoration_metrics
-from jaxae.train.checkpoint import Checkpoints
+from jaxae.report.markdown import render
+from jaxae.report.plan import BUDGETS, DATASETS, NOISES, noise_kind, plan
+from jaxae.runs.common import environment, restoration_metrics
+from jaxae.runs.lock import FolderLock
+from jaxae.specs import autoencoder as ae_spec
+from jaxae.specs import vae as vae_spec
 
 
 def ensure_run(config: Config, workdir: Path) -> dict:
     """results.json of the run in `workdir`: reused if its config matches, else trained (resumed
-    from its checkpoints if an earlier attempt was interrupted)."""
+    from its checkpoints if an earlier attempt was interrupted, restarted if it had none)."""
     done = workdir / "results.json"
     if done.exists():
         results = json.loads(done.read_text())
-        if not config_differences(results["config"], config.to_dict(), ignore=("resume",)):
+        if not config_differences(results["config"], config, ignore=("resume",)):
             return results
         raise ValueError(f"{workdir} holds a run with another config: remove it or choose another --out")
-    checkpoints = Checkpoints(workdir / "checkpoints", config.to_dict())
-    resume = checkpoints.latest_step() is not None
-    checkpoints.close()
-    return runs.train(config.replace(resume=resume), str(workdir))
-
-
-def trained_params(config: Config, workdir: Path, initial_state):
-    """The parameters of the finished run in `workdir`, from its last checkpoint."""
-    with contextlib.closing(Checkpoints(workdir / "checkpoints", config.to_dict())) as checkpoints:
-        state = checkpoints.restore(initial_state(config, 1, jax.random.key(0)))
-    return state.params, state.apply_fn
+    checkpoints = workdir / "checkpoints"
+    resume = checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())
+    return runs.train(config.replace(resume=resume), workdir, overwrite=not resume)
 
 
 def denoising_transfer(configs: dict[str, Config], out: Path) -> dict:
@@ -62,15 +53,15 @@ def denoising_transfer(configs: dict[str, Config], out: Path) -> dict:
     denoisers = [f"dae_{d}_{noise_kind(n)}" for d in DATASETS for n in NOISES]
     restorers = {}
     for name in denoisers:
-        params, apply_fn = trained_params(configs[name], out / "runs" / name, ae_runs.initial_state)
-        restorers[name] = lambda x, params=params, apply_fn=apply_fn: jax.nn.sigmoid(apply_fn({"params": params}, x))
-    restorers.update({"noisy input": lambda x: x, **ae_runs.blur_restorers()})
+        state = runs.restore(configs[name], out / "runs" / name)
+        restorers[name] = lambda x, state=state: ae_spec.restore(state, x)
+    restorers.update({"noisy input": lambda x: x, **ae_spec.blur_restorers()})
     columns = [(dataset, noise) for dataset in DATASETS for noise in NOISES]
     rows = {name: [] for name in [*denoisers, "noisy input", "best gaussian blur"]}
     for dataset, noise in columns:
-        test_images = load_split(configs[f"dae_{dataset}_gaussian"], "test")[0]
-        scores = restoration_metrics(restorers, Noise.parse(noise), test_images, jax.random.key(2024))
-        scores["best gaussian blur"] = {"psnr": ae_runs.best_blur(scores)["blur_psnr"]}
+        test = runs.prepare_data(configs[f"dae_{dataset}_gaussian"]).test
+        scores = restoration_metrics(restorers, Noise.parse(noise), test, jax.random.key(2024))
+        scores["best gaussian blur"] = {"psnr": ae_spec.best_blur(scores)["blur_psnr"]}
         for name in rows:
             rows[name].append(scores[name]["psnr"])
     return {"columns": [f"{d}/{noise_kind(n)}" for d, n in columns], "rows": rows}
@@ -80,30 +71,34 @@ def pca_baselines(configs: dict[str, Config]) -> dict:
     """Test MSE and PSNR of PCA with each code size, fitted on the runs' training images."""
     scores = {}
     for dataset in DATASETS:
-        config = configs[f"ae_{dataset}_code{plan_module.CODE_SIZES[0]}"]
-        train = to_float(load_split(config, "train")[0])
-        test = np.asarray(to_float(load_split(config, "test")[0]))
-        pca = baselines.PCA(np.asarray(train), max(plan_module.CODE_SIZES))
+        data = runs.prepare_data(configs[f"ae_{dataset}_code{plan_module.CODE_SIZES[0]}"])
+        train = np.asarray(to_float(data.train.load()["image"]))
+        test = np.asarray(to_float(data.test.load()["image"]))
+        pca = baselines.PCA(train, max(plan_module.CODE_SIZES))
         for size in plan_module.CODE_SIZES:
             error = np.mean(np.square(pca.reconstruct(test, size) - test), axis=(1, 2, 3))
             scores[f"{dataset}_code{size}"] = {"mse": float(np.mean(error)), "psnr": float(np.mean(-10 * np.log10(error)))}
     return scores
 
 
-def vae_sample_fid(config: Config, workdir: Path, count: int) -> float:
+def vae_sample_fid(config: Config, workdir: Path, count: int, net: features.FeatureNetwork) -> float:
     """FID of `count` prior samples (Bernoulli or Gaussian means) of the finished VAE run in
-    `workdir` against the test split, on the dataset's feature network (the GAN's)."""
-    params, _ = trained_params(config, workdir, vae_runs.initial_state)
-    samples = jax.jit(vae_runs.sample, static_argnums=(1, 3))(params, vae_runs.build_model(config), jax.random.key(7), count)
-    return features.fid(config.dataset, samples, load_split(config, "test")[0])
+    `workdir` against the test split, on the feature network `net` (the GAN's)."""
+    data = runs.prepare_data(config)
+    state = runs.restore(config, workdir, data)
+    samples = jax.jit(vae_spec.sample, static_argnums=(1, 3))(state.params, vae_spec.build_model(config, data.info), jax.random.key(7), count)
+    return net.fid(samples, data.test.load()["image"])
 
 
 def vae_fid(configs: dict[str, Config], out: Path, gan_results: dict) -> dict:
-    """`vae_sample_fid` of each dataset's VAE, with as many samples as the GAN's FID used."""
-    return {
-        dataset: vae_sample_fid(configs[f"vae_{dataset}"], out / "runs" / f"vae_{dataset}", gan_results[dataset]["fid_samples"])
-        for dataset in DATASETS
-    }
+    """`vae_sample_fid` of each dataset's VAE, with as many samples as the GAN's FID used, on the
+    GAN's feature network."""
+    fids = {}
+    for dataset in DATASETS:
+        gan_config = configs[f"gan_{dataset}"]
+        net = features.network_for(gan_config, runs.prepare_data(gan_config))
+        fids[dataset] = vae_sample_fid(configs[f"vae_{dataset}"], out / "runs" / f"vae_{dataset}", gan_results[dataset]["fid_samples"], net)
+    return fids
 
 
 def build(budget_name: str, out: str | Path, command: str) -> Path:
@@ -111,8 +106,19 @@ def build(budget_name: str, out: str | Path, command: str) -> Path:
     if budget_name not in BUDGETS:
         raise ValueError(f"unknown budget {budget_name!r}: use {' or '.join(BUDGETS)}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file: choose a folder for the report")
     budget = BUDGETS[budget_name]
     configs = plan(budget)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out, "report")
+    try:
+        return _build(budget_name, budget, configs, out, command)
+    finally:
+        lock.release()
+
+
+def _build(budget_name: str, budget, configs: dict[str, Config], out: Path, command: str) -> Path:
     start = time.perf_counter()
     results = {}
     with tqdm(total=len(configs) + 3, unit="run", desc="report") as bar:

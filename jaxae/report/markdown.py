@@ -4,8 +4,8 @@ Every number in the text is read from the tables passed in; nothing is typed by 
 """
 from __future__ import annotations
 
-from jaxae.config import DATASETS
 from jaxae.report import plan
+from jaxae.report.plan import DATASETS
 
 NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 

@@ -1,28 +1,23 @@
-"""Pieces every run shares: data for a config, the optimizer, keys, and the run's folder."""
+"""Pieces every run shares: the optimizer, keys, baseline scoring, the environment, and the run's
+folder (`RunDir`)."""
 from __future__ import annotations
 
 import json
 import platform
+import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jaxae import data, metrics, outputs
+from jaxae import metrics, outputs
 from jaxae.config import Config
 from jaxae.objectives import to_float
+from jaxae.runs.lock import FolderLock
 from jaxae.train.checkpoint import Checkpoints
-from jaxae.train.loop import evaluate_tree
-
-
-def load_split(config: Config, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (N, 28, 28, 1) and labels (N,) of `split`, cut to train_size/test_size."""
-    images, labels = data.load(config.dataset, split)
-    n = config.train_size if split == "train" else config.test_size
-    return images[:n], labels[:n]
+from jaxae.train.evaluate import evaluate_tree
 
 
 def optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -38,49 +33,23 @@ def optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransformat
     return optax.adam(rate, b1=config.adam_b1)
 
 
-def fit_options(config: Config) -> dict:
-    """The keyword arguments of `jaxae.train.loop.fit` that come from the config."""
-    return {
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "steps_per_dispatch": config.steps_per_dispatch,
-        "progress": config.progress,
-        "parallel": config.parallel,
-        "checkpoint_every": config.checkpoint_every,
-        # nn.Conv layers (the GAN's) train much faster unrolled on XLA:CPU; the others use matmuls.
-        "unroll": config.model == "gan" and config.arch == "conv",
-    }
-
-
-def timings_and_sizes(result, train_images: int, test_images: int) -> dict:
-    """What every results.json records of a `fit` result: steps/s (compilation excluded), compile
-    and train seconds, steps run by this invocation, and the image counts."""
-    return {
-        "steps_per_second": result.steps_per_second,
-        "compile_seconds": result.compile_seconds,
-        "train_seconds": result.train_seconds,
-        "steps": result.steps,
-        "train_images": train_images,
-        "test_images": test_images,
-    }
-
-
 def run_keys(config: Config) -> dict[str, jax.Array]:
     """Independent keys for initialisation, training, evaluation and pictures, from the seed."""
     names = ("init", "train", "eval", "pictures")
     return dict(zip(names, jax.random.split(jax.random.key(config.seed), len(names))))
 
 
-def restoration_metrics(restorers: dict, corrupt, images: np.ndarray, key: jax.Array) -> dict[str, dict[str, float]]:
+def restoration_metrics(restorers: dict, corrupt, data, key: jax.Array) -> dict[str, dict[str, float]]:
     """Test MSE, PSNR (dB) and SSIM of each named `restore(corrupt(key, clean))` against the clean
-    uint8 `images`: {name: {"mse", "psnr", "ssim"}}, per image then averaged, data range 1.
+    uint8 images of `data` (a Split or {"image": ...}): {name: {"mse", "psnr", "ssim"}}, per image
+    then averaged, data range 1.
 
     One compiled pass scores every restorer on the same corrupted images; with the same `key` as
     `evaluate`, they are exactly the images the model was scored on.
     """
 
     def eval_step(params, batch, key):
-        clean = to_float(batch)
+        clean = to_float(batch["image"])
         corrupted = corrupt(key, clean)
         scores = {}
         for name, restore in restorers.items():
@@ -92,7 +61,7 @@ def restoration_metrics(restorers: dict, corrupt, images: np.ndarray, key: jax.A
             }
         return scores
 
-    return jax.tree.map(float, evaluate_tree(eval_step, None, images, key))
+    return jax.tree.map(float, evaluate_tree(eval_step, None, data, key))
 
 
 def environment() -> dict:
@@ -114,59 +83,88 @@ def environment() -> dict:
     }
 
 
+OUTPUTS = ("metrics.jsonl", "results.json")  # besides checkpoints/ and the pictures (*.png)
+
+
 class RunDir:
     """A run's folder: metrics.jsonl (one line per log point), checkpoints/, results.json, PNGs.
 
-    A fresh run refuses a folder that already holds checkpoints (nothing written is lost); with
-    `config.resume` it continues from the latest one. A checkpoint is saved at every log point,
-    after its metrics line, and every `config.checkpoint_every` steps within epochs; results.json
-    is replaced atomically at the end, so a failed run leaves the previous results untouched. A
-    process killed at any moment leaves a run that resumes: the metrics lines after the latest
-    checkpoint (a half-written one included) are dropped then.
+    The folder is locked for the run (`FolderLock`): a second run on it is refused, naming the
+    first one's PID. A fresh run refuses a folder that already holds a run (checkpoints, metrics
+    or results; nothing written is lost) unless `overwrite`, which deletes that run first; with
+    `config.resume` it continues from the latest checkpoint. A checkpoint is saved at every log
+    point, after its metrics line, and every `config.checkpoint_every` steps within epochs;
+    results.json is replaced atomically at the end, so a failed run leaves the previous results
+    untouched. A process killed at any moment leaves a run that resumes: the metrics lines after
+    the latest checkpoint (a half-written one included) are dropped then.
 
     In a multi-process run (jax.distributed) process 0 writes the folder and its checkpoints;
     process i writes its own copies of the outputs to `path/process-i/` and resumes from process
-    0's checkpoints.
+    0's checkpoints. `facts` (the data's description) are checked on resume like the config.
     """
 
-    def __init__(self, path: str | Path, config: Config):
+    def __init__(self, path: str | Path, config: Config, facts: dict | None = None, overwrite: bool = False):
         root = Path(path)
         writer = jax.process_index() == 0
         self.path = root if writer else root / f"process-{jax.process_index()}"
         self.config = config
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(f"the workdir {root} is a file: choose a folder for --workdir")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as err:
-            raise OSError(f"cannot write to the workdir {self.path} ({err.strerror}): choose another --workdir") from None
+            self.lock = FolderLock(self.path, "run")
+        except PermissionError as err:
+            raise PermissionError(f"cannot write to the workdir {self.path} ({err.strerror}): choose another --workdir") from None
+        try:
+            self._refuse_or_clear(root / "checkpoints", overwrite)
+            self.checkpoints = Checkpoints(root / "checkpoints", config, facts, writer=writer)
+        except BaseException:
+            self.lock.release()
+            raise
         self.metrics_path = self.path / "metrics.jsonl"
-        self.checkpoints = Checkpoints(root / "checkpoints", config.to_dict(), writer=writer)
+
+    def _refuse_or_clear(self, checkpoints: Path, overwrite: bool) -> None:
+        """A fresh run: refuses a folder holding another run unless `overwrite`, then deletes it."""
+        if self.config.resume:
+            return
+        held = [name for name in OUTPUTS if (self.path / name).exists()]
+        if checkpoints.is_dir() and any(checkpoints.iterdir()):
+            held.insert(0, "checkpoints")
+        if not held:
+            return
+        if not overwrite:
+            hint = "add --resume to continue it, " if "checkpoints" in held else ""
+            raise FileExistsError(f"{self.path} already holds a run ({', '.join(held)}): {hint}choose another --workdir, or add --overwrite to delete it")
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        for file in [*(self.path / name for name in OUTPUTS), *self.path.glob("*.png")]:
+            file.unlink(missing_ok=True)
 
     def __enter__(self) -> "RunDir":
         return self
 
     def __exit__(self, *exc_info) -> None:
-        """Closes the checkpoints however the run ended (a refusal, NaN, an interrupt), so no orbax
-        background thread outlives it."""
+        """Closes the checkpoints and releases the folder however the run ended (a refusal, NaN,
+        an interrupt), so no orbax background thread outlives it."""
         self.checkpoints.close()
+        self.lock.release()
 
-    def start(self, state):
-        """The state to train from: `state` itself, or with `config.resume` the latest checkpoint."""
+    def start(self, state, steps_per_epoch: int):
+        """The state to train from: `state` itself, or with `config.resume` the latest checkpoint
+        (refused where that run has trained past `config.epochs` already)."""
         self.epoch_so_far = {}
-        if self.config.resume:
-            state = self.checkpoints.restore(state)
-            self.epoch_so_far = self.checkpoints.epoch_so_far()
-            kept = [line for line, record in self._metrics() if record["step"] <= int(state.step)]
-            self.metrics_path.write_text("".join(line + "\n" for line in kept))
-        elif self.checkpoints.latest_step() is not None:
-            raise FileExistsError(
-                f"{self.path} already holds a run (checkpoint at step {self.checkpoints.latest_step()}): "
-                "add --resume to continue it, or choose another --workdir"
-            )
-        else:
+        if not self.config.resume:
             self.metrics_path.write_text("")
+            return state
+        state = self.checkpoints.restore(state)
+        done = int(state.step)
+        if done > self.config.epochs * steps_per_epoch:
+            raise ValueError(
+                f"the run in {self.path} has trained {done} steps ({done / steps_per_epoch:g} epochs) already: "
+                f"--resume needs --epochs of at least {-(-done // steps_per_epoch)}"
+            )
+        self.epoch_so_far = self.checkpoints.epoch_so_far()
+        kept = [line for line, record in self._metrics() if record["step"] <= done]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
         return state
 
     def _metrics(self) -> list[tuple[str, dict]]:
@@ -179,10 +177,16 @@ class RunDir:
         outputs.append_jsonl(self.metrics_path, record)
         self.checkpoints.save(state)
 
-    def fit_hooks(self, on_log: Callable[[Any, dict], None] | None = None) -> dict:
-        """`fit`'s keyword arguments that write this folder: `on_log` (default `log`; it must call
-        `log`), checkpoints within epochs, and the resumed epoch's metrics so far."""
-        return {"on_log": on_log or self.log, "on_checkpoint": self.checkpoints.save, "epoch_so_far": self.epoch_so_far}
+    def fit_hooks(self, on_epoch: Callable | None = None) -> dict:
+        """`fit`'s keyword arguments that write this folder: `on_log` (log, then
+        `on_epoch(state, record)`), checkpoints within epochs, the resumed epoch's metrics so far."""
+
+        def on_log(state, record):
+            self.log(state, record)
+            if on_epoch is not None:
+                on_epoch(state, record)
+
+        return {"on_log": on_log, "on_checkpoint": self.checkpoints.save, "epoch_so_far": self.epoch_so_far}
 
     def history(self) -> list[dict]:
         """Every metrics record of the run so far, resumed parts included."""

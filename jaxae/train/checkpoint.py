@@ -18,10 +18,7 @@ import orbax.checkpoint as ocp
 import tensorstore as ts
 from flax import serialization
 
-from jaxae.config import config_differences, with_defaults
-
-# Config fields that may change between a run and its resumption; any other difference is an error.
-RESUMABLE_CHANGES = ("epochs", "progress", "steps_per_dispatch", "resume", "nll_samples", "parallel", "checkpoint_every")
+from jaxae.config import Config, config_differences, with_defaults
 
 
 def all_finite(tree) -> bool:
@@ -52,14 +49,17 @@ class CheckpointMismatchError(ValueError):
 
 
 class Checkpoints:
-    """The checkpoints under `directory` for one run whose config is `config` (a JSON-able dict).
+    """The checkpoints under `directory` for one run of `config`; `facts` (JSON-able, such as the
+    data's fingerprint) are saved beside the config and must match on restore, as the config's
+    fields must, except those `--resume` may change (`Config.resumable_fields`).
 
     Only a `writer` saves; every process of a run may restore. Each process works on its own
     (no cross-process barriers), since the arrays saved are host copies of a replicated state.
     """
 
-    def __init__(self, directory: str | Path, config: dict, max_to_keep: int = 3, writer: bool = True):
+    def __init__(self, directory: str | Path, config: Config, facts: dict | None = None, max_to_keep: int = 3, writer: bool = True):
         self.config = config
+        self.facts = facts or {}
         self.writer = writer
         directory = Path(directory).absolute()
         directory.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ class Checkpoints:
             int(state.step),
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(leaves),
-                config=ocp.args.JsonSave(self.config),
+                config=ocp.args.JsonSave({**self.config.to_dict(), **self.facts}),
                 epoch_so_far=ocp.args.JsonSave(epoch_so_far or {}),
             ),
         )
@@ -127,10 +127,11 @@ class Checkpoints:
             ) from err
 
     def _check_config(self, saved_config: dict) -> None:
-        differences = config_differences(saved_config, self.config, ignore=RESUMABLE_CHANGES)
+        differences = config_differences(saved_config, self.config, ignore=self.config.resumable_fields())
+        differences += [k for k, v in self.facts.items() if k in saved_config and saved_config[k] != v]
         if differences:
-            saved = with_defaults(saved_config)
-            detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {self.config.get(k)!r}" for k in differences)
+            saved, now = with_defaults(saved_config), {**self.config.to_dict(), **self.facts}
+            detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in differences)
             raise CheckpointMismatchError(
                 f"the checkpoint in {self.manager.directory} is from another config ({detail}); "
                 "use another --workdir or the same options"

