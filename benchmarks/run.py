@@ -28,6 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from benchmarks import cases, timing
 from benchmarks.timing import Runner, median
+from jaxae.fast_random import use_unrolled_threefry_on_cpu
 from jaxae.runs import fit_options
 from jaxae.runs.common import environment
 from jaxae.train.loop import fit
@@ -357,6 +358,7 @@ def parse_settings(argv: list[str] | None) -> tuple[argparse.Namespace, Settings
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    use_unrolled_threefry_on_cpu()  # as the jaxae command does
     args, settings = parse_settings(argv)
     if args.worker:
         print(json.dumps({**scaling_worker(json.loads(args.worker)), **environment()}))

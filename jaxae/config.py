@@ -167,7 +167,8 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         """A copy with some common fields or model options changed (by name)."""
-        return make_config(self.model, **{**self.to_dict(), **changes})
+        values = {k: v for k, v in self.to_dict().items() if k != "model"}
+        return make_config(self.model, **{**values, **changes})
 
     def to_dict(self) -> dict:
         """The common fields and the model's options in one flat dict (JSON-able)."""

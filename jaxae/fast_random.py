@@ -2,13 +2,14 @@
 
 On CPU, JAX lowers the `threefry2x32` hash behind every `jax.random` draw as a rolled 5-round
 `while` loop (to save compile time) whose body materialises the whole uint32 state each round.
-For the large draws inside our steps (the VAE's binarization bits, the DAE's noise) that loop
-is a large part of the step: the unrolled lowering made the VAE step about 1.14x faster (with a
-32-bit draw per pixel then) and gives the same bits (the same hash, only scheduled differently).
+For the large draws inside training steps (the VAE's binarization bits, the DAE's noise) that
+loop is a large part of the step; the unrolled lowering gives the same bits (the same hash, only
+scheduled differently) in less time (measured in benchmarks/README.md).
 
-`use_unrolled_threefry_on_cpu()` registers that lowering for CPU. It relies on JAX internals, so
-it does nothing (returns False) where they are not found; tests/test_fast_random.py checks that it
-takes effect on the pinned JAX and that the bits are unchanged.
+`use_unrolled_threefry_on_cpu()` registers that lowering for CPU, for the whole program: importing
+jaxae does not, the `jaxae` command and the benchmarks do. It relies on JAX internals, so it does
+nothing (returns False) where they are not found; tests/test_fast_random.py checks that it takes
+effect on the pinned JAX and that the bits are unchanged.
 """
 from __future__ import annotations
 

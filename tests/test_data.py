@@ -1,4 +1,4 @@
-"""Tests for jaxae.data: real offline sources, IDX parsing, verification, TFDS round trip, batching."""
+"""The built-in datasets (jaxae.data.builtin): real offline sources, IDX parsing, verification, TFDS round trip, batching."""
 import gzip
 import os
 import pickle
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from jaxae import data
+from jaxae.data import builtin
 
 CASES = [(name, split) for name in data.NAMES for split in data.SPLITS]
 
@@ -31,15 +32,15 @@ def _real(name, split):
 
 def _isolate(monkeypatch, empty):
     """Points every built-in source location at the folder `empty`."""
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", empty)
-    monkeypatch.setattr(data, "WHEEL_DIRS", (empty,))
-    monkeypatch.setattr(data, "TFDS_DIR", empty)
+    monkeypatch.setattr(builtin, "DEBIAN_FASHION_MNIST_DIR", empty)
+    monkeypatch.setattr(builtin, "WHEEL_DIRS", (empty,))
+    monkeypatch.setattr(builtin, "TFDS_DIR", empty)
 
 
 def _write_idx_split(folder, split, images, labels):
     """Writes images (N, 28, 28, 1) and labels (N,) as the split's two IDX .gz files; returns their paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f for f in data._IDX_FILES[split]]
+    paths = [folder / f for f in builtin._IDX_FILES[split]]
     for path, array in zip(paths, (images[..., 0], labels)):
         header = np.array([0x800 + array.ndim, *array.shape], ">u4").tobytes()
         path.write_bytes(gzip.compress(header + np.asarray(array, np.uint8).tobytes(), compresslevel=1))
@@ -113,9 +114,9 @@ def test_bad_wheel_in_data_dir_raises_naming_it(tmp_path, monkeypatch, content):
     _isolate(monkeypatch, tmp_path / "empty")
     tiny = (np.zeros((5, 784), np.float32), np.zeros(5, np.int64))
     payload = {"wrong_size": (tiny, tiny, tiny), "code": _RunsCode()}[content]
-    with zipfile.ZipFile(tmp_path / data.WHEEL_NAME, "w") as wheel:
-        wheel.writestr(data._WHEEL_MEMBER, gzip.compress(pickle.dumps(payload)))
-    with pytest.raises(data.DataVerificationError, match=data.WHEEL_NAME) as info:
+    with zipfile.ZipFile(tmp_path / builtin.WHEEL_NAME, "w") as wheel:
+        wheel.writestr(builtin._WHEEL_MEMBER, gzip.compress(pickle.dumps(payload)))
+    with pytest.raises(data.DataVerificationError, match=builtin.WHEEL_NAME) as info:
         data.load("mnist", "test", data_dir=tmp_path)
     assert ("refusing to unpickle" in str(info.value)) == (content == "code")
 
@@ -172,13 +173,22 @@ def test_prepare_then_load_through_tfds_data_source(tmp_path, monkeypatch):
 
     _real("fashion_mnist", "train")
     images, labels = _real("fashion_mnist", "test")
-    assert data.prepare("fashion_mnist", tmp_path) == tmp_path / "fashion_mnist" / data.TFDS_VERSION
+    assert data.prepare("fashion_mnist", tmp_path) == tmp_path / "fashion_mnist" / builtin.TFDS_VERSION
     _isolate(monkeypatch, tmp_path / "empty")
     got_images, got_labels = data.load("fashion_mnist", "test", data_dir=tmp_path)
     assert got_images is not images
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)
     info = tfds.data_source("fashion_mnist", split="test", data_dir=tmp_path, download=False).dataset_info
-    assert str(info.version) == data.TFDS_VERSION
+    assert str(info.version) == builtin.TFDS_VERSION
     assert info.features["image"].shape == (28, 28, 1) and info.features["image"].np_dtype == np.uint8
     assert info.features["label"].num_classes == 10
+    generic = data.load_dataset("tfds:fashion_mnist", data_dir=tmp_path)
+    assert generic.name == "tfds:fashion_mnist" and generic.classes == builtin.CLASSES["fashion_mnist"]
+    assert generic.image_shape == (28, 28, 1) and len(generic.test) == 10000 and generic.train.read is not None
+
+
+def test_builtin_datasets_carry_their_class_names():
+    digits = data.load_dataset("mnist")
+    assert digits.classes == tuple("0123456789") and digits.image_shape == (28, 28, 1)
+    assert data.load_dataset("fashion_mnist").classes[9] == "Ankle boot"

@@ -1,12 +1,23 @@
-"""The unrolled threefry lowering on CPU: registered on this JAX, unrolled, and bit-identical."""
+"""The unrolled threefry lowering on CPU: an explicit opt-in, registered on this JAX, unrolled,
+and bit-identical."""
+import subprocess
+import sys
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax._src.random import threefry2x32
 
-import jaxae  # noqa: F401  (importing jaxae registers the lowering)
 from jaxae.fast_random import use_unrolled_threefry_on_cpu
+
+ROLLED = "import jax{}; print('while' in jax.jit(lambda k: jax.random.bits(k, (64,))).lower(jax.random.key(0)).as_text())"
+
+
+def test_importing_jaxae_leaves_jax_unchanged():
+    for imports, rolled in ((", jaxae, jaxae.runs, jaxae.cli", "True"), (", jaxae.fast_random; jaxae.fast_random.use_unrolled_threefry_on_cpu()", "False")):
+        done = subprocess.run([sys.executable, "-c", ROLLED.format(imports)], capture_output=True, text=True, timeout=120)
+        assert done.stdout.strip() == rolled, (imports, done.stderr)
 
 
 def test_registration_takes_effect_on_this_jax():
