@@ -130,6 +130,30 @@ def test_an_undamaged_checkpoint_restores_bit_exactly(tmp_path):
                       "epoch_so_far_sha256": json_sha256(SO_FAR)}
 
 
+def test_a_fresh_template_takes_the_saved_values_in_its_own_dtypes(tmp_path):
+    """TrainState.create leaves the step a Python int; the digest is checked on the step as saved."""
+    _save(tmp_path)
+    fresh = TrainState.create(apply_fn=None, params=_state(0).params, tx=optax.adam(1e-3))
+    checkpoints = Checkpoints(tmp_path, CONFIG, writer=False)
+    restored = checkpoints.restore(fresh)
+    checkpoints.close()
+    assert restored.step == 2 and np.asarray(restored.step).dtype == np.asarray(fresh.step).dtype
+    chex.assert_trees_all_equal((restored.params, restored.opt_state), (_state(2).params, _state(2).opt_state))
+
+
+def test_a_state_of_another_shape_is_refused_in_one_line(tmp_path):
+    _save(tmp_path)
+    state = _state(0)
+    other = state.replace(params={"dense": {**state.params["dense"], "kernel": jnp.zeros((256, 32))}})
+    checkpoints = Checkpoints(tmp_path, CONFIG, writer=False)
+    with pytest.raises(CheckpointMismatchError) as error:
+        checkpoints.restore(other)
+    checkpoints.close()
+    message = str(error.value)
+    assert "\n" not in message and "the checkpoint at step 2" in message, message
+    assert "holds a state unlike this run's (['params']['dense']['kernel']: checkpoint (256, 64) vs now (256, 32))" in message
+
+
 def test_the_state_digest_sees_every_byte_dtype_and_shape():
     tree = {"b": np.arange(6, dtype=np.float32), "a": np.zeros((2, 3), np.int32)}
     same = {"a": np.zeros((2, 3), np.int32), "b": np.arange(6, dtype=np.float32)}

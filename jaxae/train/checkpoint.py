@@ -11,11 +11,12 @@ its own.
 
 A restore refuses a damaged checkpoint in one line that names its step folder and the step a
 resume would start from once that folder is deleted. Two checks cover two kinds of damage: every
-key of the state's OCDBT store is read first (a missing or cut-short file, a b-tree node failing
-its CRC-32C), then the restored items must match the digest (the array bytes carry no checksum of
-their own, so a flipped bit there is found only this way). A restored state must also be finite,
-since a state with NaN or Inf is never saved. Checkpoints written before the digest existed have
-no digest item: they still restore, with the structural and finiteness checks only.
+key of the state's OCDBT store is read and every array decoded first (a missing or cut-short file,
+a b-tree node failing its CRC-32C, a chunk that no longer decompresses), then the items, restored
+as saved, must match the digest (the stored array bytes carry no checksum of their own, so a
+flipped bit that still decompresses is found only this way). A restored state must also be
+finite, since a state with NaN or Inf is never saved. Checkpoints written before the digest
+existed have no digest item: they still restore, with the other checks only.
 """
 from __future__ import annotations
 
@@ -43,14 +44,18 @@ def all_finite(tree) -> bool:
     return all(np.isfinite(x).all() for x in leaves if np.issubdtype(np.asarray(x).dtype, np.inexact))
 
 
+def _leaves_by_path(tree) -> dict[str, np.ndarray]:
+    """{key path (as jax.tree_util.keystr writes it): leaf as a numpy array} of a host tree."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
 def state_sha256(tree) -> str:
     """The sha256 (hex) of a state's leaves, fetched to the host: for each leaf, in the order of the
     sorted key paths, its key path, dtype, shape and C-order bytes. Equal for a state and its
     exact restoration, whatever order the leaves come in."""
-    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
     digest = hashlib.sha256()
-    named = sorted(((jax.tree_util.keystr(path), np.asarray(leaf)) for path, leaf in leaves), key=lambda item: item[0])
-    for path, leaf in named:
+    for path, leaf in sorted(_leaves_by_path(jax.device_get(tree)).items(), key=lambda item: item[0]):
         digest.update(f"{path}\0{leaf.dtype}\0{leaf.shape}\0{leaf.nbytes}\n".encode())
         digest.update(np.ascontiguousarray(leaf).tobytes())
     return digest.hexdigest()
@@ -153,9 +158,9 @@ class Checkpoints:
         config = self._read(step, config=ocp.args.JsonRestore())["config"]
         self._verify(step, "config", json_sha256(config))
         self._check_config(config)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(serialization.to_state_dict(template)))
-        restored = self._read(step, state=ocp.args.StandardRestore(abstract))["state"]
-        self._verify(step, "state", state_sha256(restored))
+        saved = self._read(step, state=ocp.args.StandardRestore())["state"]  # as saved, dtypes included
+        self._verify(step, "state", state_sha256(saved))
+        restored = self._shaped_like(step, saved, jax.device_get(serialization.to_state_dict(template)))
         if not all_finite(restored):
             raise self._damaged_error(step, "its state holds NaN or Inf, which a save never writes")
         return serialization.from_state_dict(template, restored)
@@ -169,6 +174,24 @@ class Checkpoints:
             so_far = self._read(step, epoch_so_far=ocp.args.JsonRestore())["epoch_so_far"]
         self._verify(step, "epoch_so_far", json_sha256(so_far))
         return so_far
+
+    def _shaped_like(self, step: int, saved, target):
+        """The `saved` state dict in the structure and dtypes of `target` (a fresh state's state
+        dict); raises CheckpointMismatchError if their key paths or array shapes differ."""
+        saved, wanted = _leaves_by_path(saved), _leaves_by_path(target)
+        differences = [f"{k} only in the checkpoint" for k in sorted(set(saved) - set(wanted))]
+        differences += [f"{k} missing from it" for k in sorted(set(wanted) - set(saved))]
+        differences += [f"{k}: checkpoint {saved[k].shape} vs now {wanted[k].shape}"
+                        for k in sorted(set(saved) & set(wanted)) if saved[k].shape != wanted[k].shape]
+        if differences:
+            more = f" and {len(differences) - 1} more" if len(differences) > 1 else ""
+            raise CheckpointMismatchError(
+                f"the checkpoint at step {step} in {self.manager.directory} holds a state unlike this run's "
+                f"({differences[0]}{more}); use another --workdir"
+            )
+        return jax.tree_util.tree_map_with_path(
+            lambda path, x: saved[jax.tree_util.keystr(path)].astype(np.asarray(x).dtype, copy=False), target
+        )
 
     def _step_dir(self, step: int) -> Path:
         return Path(self.manager.directory) / str(step)
