@@ -151,7 +151,7 @@ class Checkpoints:
         """The latest checkpoint, shaped like `template` (a freshly initialised state), as numpy arrays.
 
         Raises CheckpointMismatchError (one line) if it is from another config, cannot be read,
-        differs from its digest or holds NaN or Inf."""
+        differs from its digest, holds NaN or Inf, or holds arrays unlike the template's."""
         step = self.manager.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.manager.directory}: train without --resume first")
