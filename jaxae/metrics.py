@@ -1,14 +1,15 @@
 """Image-quality and sample-quality metrics.
 
-``psnr`` and ``ssim`` are pure JAX functions (jittable, vmap-able) on images laid out
-channels-last, ``(N, H, W, C)`` batches or single ``(H, W, C)`` images. Integer inputs
-(e.g. uint8 with ``data_range=255``) are computed in float32; float inputs in at least
-float32 (float64 stays float64 when x64 is enabled).
+`mse`, `psnr` and `ssim` are pure JAX functions (jittable, vmap-able) on images laid out
+channels-last, (N, H, W, C) batches or single (H, W, C) images, with one score per image. Integer
+inputs (e.g. uint8 with data_range=255) are computed in float32; float inputs in at least float32
+(float64 stays float64 when x64 is enabled). An image pair holding any NaN or Inf scores NaN, so
+that a broken output never passes for a perfect one.
 
-``iwae_nll`` is the importance-weighted log-likelihood estimate of a VAE, jitted in batches.
+`iwae_nll` is the importance-weighted log-likelihood estimate of a VAE, jitted in batches.
 
-``fid_from_features`` is a host-side float64 numpy computation on feature vectors that a
-classifier produced; it is not jittable and returns a Python float.
+`fid_from_features` is a host-side float64 numpy computation on feature vectors that a classifier
+produced; it is not jittable and returns a Python float.
 """
 from __future__ import annotations
 
@@ -16,11 +17,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-__all__ = ["psnr", "ssim", "fid_from_features", "iwae_nll"]
-
-
-def _float_dtype(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jnp.dtype:
-    return jnp.promote_types(jnp.result_type(x, y), jnp.float32)
+__all__ = ["mse", "psnr", "ssim", "fid_from_features", "iwae_nll"]
 
 
 def _check_images(name: str, x: jax.Array, y: jax.Array) -> None:
@@ -32,36 +29,53 @@ def _check_images(name: str, x: jax.Array, y: jax.Array) -> None:
         )
 
 
+def _as_float_images(name: str, x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """x and y checked as images and cast to their common dtype, at least float32."""
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    _check_images(name, x, y)
+    dtype = jnp.promote_types(jnp.result_type(x, y), jnp.float32)
+    return x.astype(dtype), y.astype(dtype)
+
+
+def _finite_pairs(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Per image (over its last three axes): whether both x and y hold only finite values."""
+    return jnp.all(jnp.isfinite(x) & jnp.isfinite(y), axis=(-3, -2, -1))
+
+
+def mse(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.Array:
+    """Mean squared error per image, over H, W and C, in squared pixel units.
+
+    x and y are images of the same shape, (N, H, W, C) or (H, W, C), of any real dtype. The result
+    is float32 (or float64) of shape (N,) for a batch, a scalar for one image; NaN for an image
+    pair holding any NaN or Inf.
+    """
+    x, y = _as_float_images("mse", x, y)
+    error = jnp.mean(jnp.square(x - y), axis=(-3, -2, -1))
+    return jnp.where(_finite_pairs(x, y), error, jnp.nan)
+
+
 def psnr(
     x: jax.typing.ArrayLike,
     y: jax.typing.ArrayLike,
     data_range: float = 1.0,
     max_db: float = 100.0,
 ) -> jax.Array:
-    """Peak signal-to-noise ratio per image, in decibels.
+    """Peak signal-to-noise ratio per image, in decibels: 10 log10(data_range^2 / MSE), with the
+    MSE taken over H, W and C of each image.
 
-    ``PSNR = 10 * log10(data_range**2 / MSE)`` with the MSE taken over H, W and C of each image.
-
-    Args:
-      x, y: images of the same shape, ``(N, H, W, C)`` or ``(H, W, C)``; any real dtype,
-        values in ``[0, data_range]`` (e.g. 1.0 for floats in [0, 1], 255 for uint8).
-      data_range: peak-to-peak range of the pixel values.
-      max_db: cap, in dB. The result is ``min(PSNR, max_db)``, so identical images
-        (MSE = 0, PSNR = +inf) give exactly ``max_db`` rather than inf; the gradient
-        there is 0, never NaN.
-
-    Returns:
-      float32 (or float64) array of shape ``(N,)`` for a batch, a scalar for one image; dB.
+    x and y are images of the same shape, (N, H, W, C) or (H, W, C), of any real dtype, with values
+    in [0, data_range] (data_range is their peak-to-peak range: 1.0 for floats in [0, 1], 255 for
+    uint8). The result is min(PSNR, max_db) (max_db in dB), so identical images (MSE = 0,
+    PSNR = +inf) give exactly max_db rather than inf, with gradient 0 there, never NaN; an image
+    pair holding any NaN or Inf gives NaN. Float32 (or float64) of shape (N,) for a batch, a scalar
+    for one image; dB.
     """
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    _check_images("psnr", x, y)
-    dtype = _float_dtype(x, y)
-    x, y = x.astype(dtype), y.astype(dtype)
-    mse = jnp.mean(jnp.square(x - y), axis=(-3, -2, -1))
-    positive = mse > 0
-    safe_mse = jnp.where(positive, mse, jnp.ones_like(mse))
-    db = 10.0 * jnp.log10(jnp.square(jnp.asarray(data_range, dtype)) / safe_mse)
-    return jnp.where(positive, jnp.minimum(db, max_db), jnp.asarray(max_db, dtype))
+    x, y = _as_float_images("psnr", x, y)
+    error = mse(x, y)
+    identical = error == 0
+    safe_error = jnp.where(identical, jnp.ones_like(error), error)  # NaN (a non-finite pair) stays NaN
+    db = 10.0 * jnp.log10(jnp.square(jnp.asarray(data_range, x.dtype)) / safe_error)
+    return jnp.where(identical, jnp.asarray(max_db, x.dtype), jnp.minimum(db, max_db))
 
 
 _SSIM_WIN = 11
@@ -103,31 +117,24 @@ def ssim(
 ) -> jax.Array:
     """Structural similarity per image (Wang et al. 2004), unitless, at most 1.
 
-    Local statistics come from an 11x11 gaussian window (sigma 1.5, weights summing to 1)
-    applied as a separable 'valid' filter (no padding: the SSIM map of an H x W image is
-    (H-10) x (W-10)), with population (weighted, not sample) variances; K1 = 0.01,
-    K2 = 0.03, C1 = (K1 L)^2, C2 = (K2 L)^2 with L = ``data_range``. This is skimage's
-    ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``
-    convention. The SSIM map is averaged over the valid positions and the channels.
-
-    Args:
-      x, y: images of the same shape, ``(N, H, W, C)`` or ``(H, W, C)``, H and W >= 11;
-        any real dtype, values in ``[0, data_range]``.
-      data_range: peak-to-peak range of the pixel values (1.0 for [0, 1], 255 for uint8).
-
-    Returns:
-      float32 (or float64) array of shape ``(N,)`` for a batch, a scalar for one image.
+    x and y are images of the same shape, (N, H, W, C) or (H, W, C) with H and W >= 11, of any real
+    dtype, with values in [0, data_range] (the peak-to-peak range L: 1.0 for [0, 1], 255 for uint8).
+    Local statistics come from an 11x11 gaussian window (sigma 1.5, weights summing to 1) applied as
+    a separable 'valid' filter (no padding: the SSIM map of an H x W image is (H-10) x (W-10)), with
+    population (weighted, not sample) variances; K1 = 0.01, K2 = 0.03, C1 = (K1 L)^2,
+    C2 = (K2 L)^2. This is skimage's structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False) convention. The SSIM map is averaged over the valid positions and
+    the channels. Float32 (or float64) of shape (N,) for a batch, a scalar for one image; NaN for
+    an image pair holding any NaN or Inf.
     """
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    _check_images("ssim", x, y)
+    x, y = _as_float_images("ssim", x, y)
     h, w = x.shape[-3], x.shape[-2]
     if h < _SSIM_WIN or w < _SSIM_WIN:
         raise ValueError(f"ssim: images must be at least {_SSIM_WIN}x{_SSIM_WIN}, got {h}x{w}")
     single = x.ndim == 3
     if single:
         x, y = x[None], y[None]
-    dtype = _float_dtype(x, y)
-    x, y = x.astype(dtype), y.astype(dtype)
+    finite = _finite_pairs(x, y)
 
     # Centre each image-channel on its mean first: variances and covariances do not change,
     # but E[x^2] - E[x]^2 loses far less to cancellation in float32 (flat regions stay ~0).
@@ -143,33 +150,25 @@ def ssim(
     cov_xy = e_xy - mu_x * mu_y
     mu_x, mu_y = mu_x + m_x, mu_y + m_y
 
-    L = jnp.asarray(data_range, dtype)
+    L = jnp.asarray(data_range, x.dtype)
     c1 = jnp.square(_SSIM_K1 * L)
     c2 = jnp.square(_SSIM_K2 * L)
     num = (2.0 * mu_x * mu_y + c1) * (2.0 * cov_xy + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    out = jnp.mean(num / den, axis=(-3, -2, -1))
+    out = jnp.where(finite, jnp.mean(num / den, axis=(-3, -2, -1)), jnp.nan)
     return out[0] if single else out
 
 
 def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between two sets of feature vectors, as Gaussians.
+    """Fréchet distance between two sets of feature vectors, as Gaussians, as a Python float in
+    squared feature units (>= 0 up to rounding).
 
-    ``||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a^{1/2} C_b C_a^{1/2})^{1/2})`` with the
-    means and unbiased (ddof=1) covariances of the rows. Computed on the host in float64
-    numpy: the square roots come from ``eigh`` of symmetric PSD matrices, with tiny negative
-    eigenvalues (rounding) clipped to 0, so the result is real and symmetric in ``a``, ``b``.
-
-    Args:
-      a: features ``(N, d)``, N >= 2; any real dtype, numpy or JAX array.
-      b: features ``(M, d)``, M >= 2, same d.
-
-    Returns:
-      The distance as a Python float, in squared feature units (>= 0 up to rounding).
-
-    Raises:
-      ValueError: if a or b is not 2-D, has fewer than 2 rows, has non-finite values, or
-        the feature dimensions differ.
+    a is (N, d) and b is (M, d) features, N, M >= 2, of any real dtype, numpy or JAX arrays. The
+    distance is ||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a^{1/2} C_b C_a^{1/2})^{1/2}) with the
+    means and unbiased (ddof=1) covariances of the rows, computed on the host in float64 numpy: the
+    square roots come from eigh of symmetric PSD matrices, with tiny negative eigenvalues
+    (rounding) clipped to 0, so the result is real and symmetric in a and b. Raises ValueError if
+    a or b is not 2-D, has fewer than 2 rows or non-finite values, or the feature dimensions differ.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -219,23 +218,19 @@ def iwae_nll(
 ) -> float:
     """Importance-weighted estimate of -log p(x), mean nats per image, with k samples from q(z|x).
 
-    ``-log p(x) ~= -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x)``, z_i ~ q(z|x) = N(mu, exp(logvar)),
+    -log p(x) ~= -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) = N(mu, exp(logvar)),
     p(z) = N(0, I). In expectation it is an upper bound on -log p(x) that decreases with k and
     equals the negative ELBO at k = 1. The encoder runs once per image; the k samples are drawn and
-    decoded ``chunk_size`` at a time under a ``lax.scan`` with a running log-sum-exp, so memory
-    stays at about ``batch_size * chunk_size`` decoded images.
+    decoded chunk_size at a time under a lax.scan with a running log-sum-exp, so memory stays at
+    about batch_size * chunk_size decoded images.
 
-    Args:
-      encode: ``encode(params, x) -> (mu, logvar)``, each (B, latent), for images x (B, ...).
-      log_likelihood: ``log_likelihood(params, x, z) -> (B,)``, log p(x|z) in nats summed over
-        the pixels of each image, for codes z (B, latent).
-      params: passed through to both functions.
-      images: (N, ...) float images, the data the likelihood scores (e.g. binarized {0, 1}).
-      key: the sample draws are a pure function of it (and of batch_size, chunk_size).
-      k: importance samples per image, at least 1.
-
-    Returns:
-      The mean over the N images of the per-image estimate, nats per image (Python float).
+    `encode(params, x) -> (mu, logvar)` gives each as (B, latent) for images x (B, ...);
+    `log_likelihood(params, x, z) -> (B,)` gives log p(x|z) in nats summed over the pixels of each
+    image, for codes z (B, latent); `params` is passed through to both. `images` are (N, ...) float
+    images, the data the likelihood scores (e.g. binarized {0, 1}); the sample draws are a pure
+    function of `key` (and of batch_size, chunk_size); `k` is the number of importance samples per
+    image, at least 1. Returns the mean over the N images of the per-image estimate, nats per
+    image (Python float).
     """
     if k < 1:
         raise ValueError(f"iwae_nll: k must be at least 1, got {k}")

@@ -1,29 +1,43 @@
-"""What a run writes: JSON written atomically, JSON lines appended, PNG image grids."""
+"""What a run writes: JSON written atomically, JSON lines appended, PNG image grids.
+
+Every file is created with the mode the umask gives any new file (0o666 & ~umask, 0644 under the
+usual umask 022), the atomically replaced ones included.
+"""
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 
-def write_json(path: str | Path, obj) -> None:
-    """Writes `obj` as JSON to `path` atomically (a temporary file, then rename): never half-written."""
+def _replace_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Creates `path` (and its folder) with what `write` writes to a binary file: first to a new
+    temporary file beside it, then renamed over it, so that `path` is never half-written.
+
+    The temporary file is opened with O_CREAT | O_EXCL and mode 0o666, which the umask then
+    reduces as for any file (tempfile.mkstemp would make it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Writes `obj` as JSON (indented, sorted keys) to `path` atomically: never half-written."""
+    text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    _replace_atomically(path, lambda f: f.write(text.encode()))
 
 
 def append_jsonl(path: str | Path, record: dict) -> None:
@@ -51,7 +65,4 @@ def save_grid(path: str | Path, rows: Sequence[np.ndarray], scale: int = 2) -> N
     """Saves `image_grid(rows)` as a PNG, each pixel drawn `scale` times larger; atomic."""
     grid = image_grid(rows)
     picture = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    picture.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    _replace_atomically(path, lambda f: picture.save(f, format="PNG"))

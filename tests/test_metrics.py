@@ -1,4 +1,4 @@
-"""Tests for jaxae.metrics: psnr, ssim (pure JAX) and fid_from_features (host numpy)."""
+"""Tests for jaxae.metrics: mse, psnr, ssim (pure JAX) and fid_from_features (host numpy)."""
 import math
 
 import chex
@@ -8,11 +8,19 @@ import numpy as np
 import pytest
 from absl.testing import parameterized
 
-from jaxae.metrics import fid_from_features, psnr, ssim
+from jaxae.metrics import fid_from_features, mse, psnr, ssim
 
 
 def _images(seed, shape):
     return np.random.default_rng(seed).uniform(0.0, 1.0, size=shape).astype(np.float32)
+
+
+def _with_bad_pixels(x, value):
+    """A copy of the batch `x` with `value` in one pixel of image 0 and every pixel of image 2."""
+    x = x.copy()
+    x[0, 1, 2, 0] = value
+    x[2] = value
+    return x
 
 
 def _ssim_reference(x, y, data_range=1.0):
@@ -102,6 +110,39 @@ class PsnrTest(chex.TestCase):
         with self.assertRaisesRegex(ValueError, "same shape"):
             psnr(np.zeros((2, 4, 4, 1)), np.zeros((2, 4, 4, 3)))
 
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(np.nan, np.inf, -np.inf)
+    def test_non_finite_images_are_nan_not_perfect(self, value):
+        """A NaN or Inf anywhere in either image scores NaN; the other images keep their scores."""
+        x = _images(7, (4, 8, 8, 1))
+        y = np.clip(x + np.float32(0.1), 0, 1)
+        bad = _with_bad_pixels(x, value)
+        for a, b in ((bad, y), (y, bad), (bad, bad)):
+            out = np.asarray(self.variant(psnr)(a, b))
+            chex.assert_shape(out, (4,))
+            np.testing.assert_array_equal(np.isnan(out), [True, False, True, False])
+            np.testing.assert_allclose(out[[1, 3]], np.asarray(psnr(a[[1, 3]], b[[1, 3]])), rtol=1e-6)
+        self.assertTrue(np.isnan(float(self.variant(psnr)(bad[2], bad[2]))))  # identical, yet not max_db
+
+
+class MseTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_matches_formula_per_image(self):
+        x = _images(30, (3, 8, 8, 2))
+        y = _images(31, (3, 8, 8, 2))
+        out = self.variant(mse)(x, y)
+        chex.assert_shape(out, (3,))
+        np.testing.assert_allclose(np.asarray(out), np.mean((x.astype(np.float64) - y) ** 2, axis=(1, 2, 3)), rtol=1e-6)
+        chex.assert_shape(self.variant(mse)(x[0], y[0]), ())
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(np.nan, np.inf, -np.inf)
+    def test_non_finite_images_are_nan(self, value):
+        x = _images(32, (3, 8, 8, 1))
+        out = np.asarray(self.variant(mse)(_with_bad_pixels(x, value), x))
+        self.assertTrue(np.isnan(out[0]) and np.isnan(out[2]))
+        self.assertEqual(out[1], 0.0)
+
 
 class SsimTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
@@ -181,6 +222,20 @@ class SsimTest(chex.TestCase):
         x = _images(19, (2, 12, 12, 1))
         f(x, x)
         f(x * 0.5, x)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(np.nan, np.inf, -np.inf)
+    def test_non_finite_images_are_nan(self, value):
+        """A NaN or Inf anywhere in either image scores NaN; the other images keep their scores."""
+        x = _images(20, (3, 16, 16, 1))
+        y = np.clip(x + np.float32(0.05), 0, 1)
+        bad = _with_bad_pixels(x, value)
+        for a, b in ((bad, y), (y, bad), (bad, bad)):
+            out = np.asarray(self.variant(ssim)(a, b))
+            chex.assert_shape(out, (3,))
+            self.assertTrue(np.isnan(out[0]) and np.isnan(out[2]), out)
+            np.testing.assert_allclose(out[1], _ssim_reference(a[1], b[1]), atol=1e-5)
+        self.assertTrue(np.isnan(float(self.variant(ssim)(bad[0], bad[0]))))
 
     def test_bad_shapes_raise(self):
         with self.assertRaisesRegex(ValueError, "at least 11x11"):

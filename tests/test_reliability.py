@@ -202,6 +202,27 @@ def _flip_a_byte_in_each_file(workdir) -> None:
         chunk.write_bytes(bytes(content))
 
 
+def _array_files(workdir) -> list:
+    """The two largest OCDBT data files of the saved state: they hold the array chunks."""
+    return sorted(_state_files(workdir), key=lambda path: path.stat().st_size)[-2:]
+
+
+def _flip_8_bytes_in_the_array_files(workdir) -> None:
+    """Same sizes and b-tree nodes; the arrays' bytes change."""
+    for chunk in _array_files(workdir):
+        content = bytearray(chunk.read_bytes())
+        middle = len(content) // 2
+        content[middle : middle + 8] = bytes(b ^ 0xFF for b in content[middle : middle + 8])
+        chunk.write_bytes(bytes(content))
+
+
+def _zero_4_kb_of_the_largest_file(workdir) -> None:
+    chunk = _array_files(workdir)[-1]
+    content = bytearray(chunk.read_bytes())
+    content[-8192:-4096] = bytes(4096)
+    chunk.write_bytes(bytes(content))
+
+
 def _drop_manifest(workdir) -> None:
     (_state_dir(workdir) / "manifest.ocdbt").unlink()
 
@@ -209,11 +230,13 @@ def _drop_manifest(workdir) -> None:
 @pytest.mark.parametrize(
     "args,damage,message",
     [
-        (["--model", "dae", "--resume"], None, "from another config (model: checkpoint 'ae' vs now 'dae')"),
+        (["--model", "dae", "--resume"], None, "from another config (model: checkpoint 'ae' vs now 'dae'"),
         (["--code-size", "4", "--resume"], None, "code_size: checkpoint 8 vs now 4"),
         (["--resume"], _break_checkpoint, "cannot read the checkpoint at step 8"),
         (["--resume"], _flip_a_byte_in_each_file, "CRC-32C checksum verification failed"),
         (["--resume"], _drop_manifest, "no saved arrays in"),
+        (["--resume"], _flip_8_bytes_in_the_array_files, "the checkpoint at step 8 in"),
+        (["--resume"], _zero_4_kb_of_the_largest_file, "the checkpoint at step 8 in"),
         ([], None, "already holds a run (checkpoints, metrics.jsonl, results.json): add --resume to continue it"),
     ],
 )
@@ -299,9 +322,10 @@ def test_a_field_added_later_counts_as_what_its_model_did_before():
 
 
 def _as_before(checkpoint, field: str) -> None:
-    """Rewrites a saved config as one written before `field` existed."""
+    """Rewrites a saved config as one written before `field` existed (and before digests were)."""
     saved = checkpoint / "config" / "metadata"
     saved.write_text(json.dumps({k: v for k, v in json.loads(saved.read_text()).items() if k != field}))
+    shutil.rmtree(checkpoint / "digest")
 
 
 def test_a_mismatch_in_a_field_added_later_names_its_default(tmp_path):

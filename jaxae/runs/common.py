@@ -15,7 +15,7 @@ import optax
 from jaxae import metrics, outputs
 from jaxae.config import Config
 from jaxae.objectives import to_float
-from jaxae.runs.lock import FolderLock
+from jaxae.runs.lock import FolderBusyError, FolderLock
 from jaxae.train.checkpoint import Checkpoints
 from jaxae.train.evaluate import evaluate_tree
 
@@ -55,7 +55,7 @@ def restoration_metrics(restorers: dict, corrupt, data, key: jax.Array) -> dict[
         for name, restore in restorers.items():
             out = restore(corrupted)
             scores[name] = {
-                "mse": jnp.mean(jnp.square(out - clean)),
+                "mse": jnp.mean(metrics.mse(out, clean)),
                 "psnr": jnp.mean(metrics.psnr(out, clean)),
                 "ssim": jnp.mean(metrics.ssim(out, clean)),
             }
@@ -113,8 +113,10 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self.lock = FolderLock(self.path, "run")
-        except PermissionError as err:
-            raise PermissionError(f"cannot write to the workdir {self.path} ({err.strerror}): choose another --workdir") from None
+        except FolderBusyError:
+            raise
+        except OSError as err:
+            raise OSError(f"cannot write to the workdir {self.path} ({err.strerror}): choose another --workdir") from None
         try:
             self._refuse_or_clear(root / "checkpoints", overwrite)
             self.checkpoints = Checkpoints(root / "checkpoints", config, facts, writer=writer)
