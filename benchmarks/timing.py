@@ -46,6 +46,13 @@ def alternate(runners: list[Runner], windows: int, seconds: float) -> list[list[
     return rates
 
 
+def first_calls(runner: Runner, calls: int) -> float:
+    """Seconds of the first `calls` units of a fresh runner, each waited for: for a torch.compile'd
+    step, the tracing and compiling its first call does (and what a later call records, such as
+    CUDA graphs), with `calls` steps of ordinary work, small beside them."""
+    return sum(runner.window(1) for _ in range(calls))
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -99,9 +106,10 @@ def torch_calls(fn: Callable[[], None], synchronize: Callable[[], None]) -> Wind
 
 def jax_matmul(size: int) -> Window:
     """n float32 (size, size) matmuls (2 * size^3 FLOPs each), chained: x <- q @ x with q
-    orthogonal, so each waits for the previous one and the values neither grow nor vanish."""
+    orthogonal, so each waits for the previous one and the values neither grow nor vanish.
+    Compiled here, so at the matmul precision in effect where it is called."""
     q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (size, size), jnp.float32))
-    matmul = jax.jit(jnp.matmul)
+    matmul = jax.jit(jnp.matmul).lower(q, q).compile()
     holder = [q]
 
     def window(n: int) -> float:

@@ -5,6 +5,10 @@ Images are stored as uint8 tensors (N, 1, 28, 28) on the device; each step gathe
 converts it to float32 in [0, 1], applies the corruption and trains. Each builder returns a
 `TorchCase` of two closures, `train()` (one optimizer step) and `evaluate()` (one forward pass
 without gradients), and the parameter count.
+
+Each case runs as one of three peers (`PEERS`): eager PyTorch, or with the whole train step (batch,
+forward, loss, backward, optimizer) and the eval pass under `torch.compile`, in its default mode
+or in "max-autotune" (which on CUDA also runs the compiled graphs as CUDA graphs).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 LEAK = 0.2  # the GAN's leaky-ReLU slope
 SR_EPS = 1e-3  # jaxae.models.superres.EPS
 LOGVAR_BOUND = 15.0  # jaxae.models.vae.LOGVAR_BOUND
+# peer -> torch.compile mode (None: eager); "torch.compile max-autotune" is for CUDA devices
+PEERS: dict[str, str | None] = {"torch eager": None, "torch.compile": "default", "torch.compile max-autotune": "max-autotune"}
 
 
 @dataclasses.dataclass
@@ -26,8 +32,9 @@ class TorchCase:
     """One benchmark on the PyTorch side: `train()` runs one step, `evaluate()` one eval batch."""
 
     train: Callable[[], None]
-    evaluate: Callable[[], None]
+    evaluate: Callable[[], object]
     params: int
+    modules: tuple[nn.Module, ...] = ()
 
 
 def count_params(*modules: nn.Module) -> int:
@@ -140,20 +147,45 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None
     optimizer.step()
 
 
-def supervised_case(model: nn.Module, loss_fn, sample, lr: float) -> TorchCase:
-    """A case whose step minimises `loss_fn(model, clean_batch)` with Adam at `lr`."""
+def traced_optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """`optimizer_step` for torch.compile: the gradients are set to None directly, since Dynamo
+    does not trace `Optimizer.zero_grad` and would break the graph there."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
+    loss.backward()
+    optimizer.step()
+
+
+def compiled(fn: Callable, compile_mode: str | None) -> Callable:
+    """`fn` itself (eager), or `torch.compile(fn, mode=compile_mode)`."""
+    return fn if compile_mode is None else torch.compile(fn, mode=compile_mode)
+
+
+def supervised_case(model: nn.Module, loss_fn, sample, lr: float, compile_mode: str | None = None) -> TorchCase:
+    """A case whose step minimises `loss_fn(model, clean_batch)` with Adam at `lr`; with a
+    `compile_mode`, the step and the eval pass are compiled (train/eval mode is set outside)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    update = optimizer_step if compile_mode is None else traced_optimizer_step
+
+    def step():
+        update(optimizer, loss_fn(model, sample()))
+
+    def forward() -> torch.Tensor:
+        return loss_fn(model, sample())  # returned: a compiled function drops work whose result is unused
+
+    step, forward = compiled(step, compile_mode), compiled(forward, compile_mode)
 
     def train():
         model.train()
-        optimizer_step(optimizer, loss_fn(model, sample()))
+        step()
 
     @torch.inference_mode()
     def evaluate():
         model.eval()
-        loss_fn(model, sample())
+        return forward()
 
-    return TorchCase(train, evaluate, count_params(model))
+    return TorchCase(train, evaluate, count_params(model), (model,))
 
 
 def restoration_loss(corrupt: Callable[[torch.Tensor], torch.Tensor], loss: str):
@@ -187,15 +219,17 @@ def blurry(factor: int):
     return lambda x: F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="bicubic").clamp(0.0, 1.0)
 
 
-def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float, latent: int, ema_decay: float) -> TorchCase:
+def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float, latent: int, ema_decay: float,
+             compile_mode: str | None = None) -> TorchCase:
     """The two-phase DCGAN step of jaxae.train.gan.train_step, with the generator's moving
     average updated after each step where ema_decay > 0 (as there); evaluate() generates a batch
-    with the average, or the generator itself without one."""
+    with the average, or the generator itself without one. With a `compile_mode`, both compiled."""
     g, d = generator(latent).to(device), discriminator().to(device)
     g_ema = AveragedModel(g, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) if ema_decay > 0 else None
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(b1, 0.999))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(b1, 0.999))
     ones, zeros = torch.ones(batch_size, 1, device=device), torch.zeros(batch_size, 1, device=device)
+    update = optimizer_step if compile_mode is None else traced_optimizer_step
 
     def latents():
         return torch.randn(batch_size, latent, device=device)
@@ -208,18 +242,26 @@ def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float
         d_loss = F.binary_cross_entropy_with_logits(real_logits, ones) + F.binary_cross_entropy_with_logits(
             fake_logits, zeros
         )
-        optimizer_step(d_opt, d_loss)
+        update(d_opt, d_loss)
         d.requires_grad_(False)
-        optimizer_step(g_opt, F.binary_cross_entropy_with_logits(d(g(latents())), ones))
+        update(g_opt, F.binary_cross_entropy_with_logits(d(g(latents())), ones))
         d.requires_grad_(True)
         if g_ema is not None:
             g_ema.update_parameters(g)
 
-    @torch.inference_mode()
-    def evaluate():
-        (g if g_ema is None else g_ema)(latents())
+    def generate() -> torch.Tensor:
+        return (g if g_ema is None else g_ema)(latents())  # returned: see supervised_case's forward
 
-    return TorchCase(train, evaluate, count_params(g, d))
+    modules = (g, d) if g_ema is None else (g, d, g_ema)
+    return TorchCase(compiled(train, compile_mode), torch.inference_mode()(compiled(generate, compile_mode)), count_params(g, d), modules)
+
+
+def set_precision(precision: str) -> None:
+    """Float32 matmuls and convolutions on CUDA: "fp32" in full float32, "tf32" in TensorFloat-32
+    (cuBLAS and cuDNN alike). CPU matmuls stay float32 either way."""
+    tf32 = {"fp32": False, "tf32": True}[precision]
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
 
 
 def synchronize(device: torch.device) -> None:
@@ -228,14 +270,16 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build(model: str, arch: str, batch_size: int, lr: float, images: torch.Tensor, device: torch.device, **options) -> TorchCase:
-    """The case of jaxae's `model` ("ae", "dae", "sr", "vae", "gan") on uint8 `images` (N, 1, 28, 28).
+def build(model: str, arch: str, batch_size: int, lr: float, images: torch.Tensor, device: torch.device,
+          compile_mode: str | None = None, **options) -> TorchCase:
+    """The case of jaxae's `model` ("ae", "dae", "sr", "vae", "gan") on uint8 `images` (N, 1, 28, 28),
+    eager or with its steps under `torch.compile(mode=compile_mode)` (compiled at their first call).
 
     `options`: loss (ae, dae, sr: "mse" or "bce"), noise_sigma (dae), factor (sr), latent, b1 and ema_decay (gan).
     """
     sample = sampler(images.to(device), batch_size)
     if model == "gan":
-        return gan_case(sample, device, batch_size, lr, options["b1"], options["latent"], options["ema_decay"])
+        return gan_case(sample, device, batch_size, lr, options["b1"], options["latent"], options["ema_decay"], compile_mode)
     if model == "vae":
         module, loss = VAE(), vae_loss
     elif model == "sr":
@@ -243,7 +287,7 @@ def build(model: str, arch: str, batch_size: int, lr: float, images: torch.Tenso
     else:
         corrupt = gaussian_noise(options["noise_sigma"]) if model == "dae" else (lambda x: x)
         module, loss = autoencoder(arch), restoration_loss(corrupt, options["loss"])
-    return supervised_case(module.to(device), loss, sample, lr)
+    return supervised_case(module.to(device), loss, sample, lr, compile_mode)
 
 
 def matmul(size: int, device: torch.device) -> Callable[[], None]:
