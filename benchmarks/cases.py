@@ -63,6 +63,11 @@ def build(name: str, key: jax.Array) -> JaxCase:
     return JaxCase(name, config, state, spec.train_step(config, DATA), spec.eval_step(config, DATA), options["steps_per_dispatch"], options["unroll"])
 
 
+def arch(config: Config) -> str:
+    """The model's architecture option ("conv" for models without one, as the SR network)."""
+    return getattr(config.options, "arch", "conv")
+
+
 def torch_options(config: Config) -> dict:
     """Keyword arguments of `benchmarks.torch_models.build` for the same model."""
     o = config.options

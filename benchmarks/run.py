@@ -174,7 +174,7 @@ class TorchSide:
         tensor = self.torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         options = cases.torch_options(config)
         mode = self.models.PEERS[peer]
-        return self.models.build(config.model, config.arch, config.batch_size, config.learning_rate, tensor, self.device, mode, **options)
+        return self.models.build(config.model, cases.arch(config), config.batch_size, config.learning_rate, tensor, self.device, mode, **options)
 
     def peers_of(self, config, images: np.ndarray) -> list[Peer]:
         """`peer(config, images, name)` for each of self.peers, after forgetting the code compiled

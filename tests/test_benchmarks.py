@@ -61,7 +61,7 @@ def test_torch_models_have_the_parameter_counts_of_the_jax_models(name):
 
     config = cases.config_of(name)
     images = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
-    reference = torch_models.build(config.model, config.arch, 2, 1e-3, images, torch.device("cpu"), **cases.torch_options(config))
+    reference = torch_models.build(config.model, cases.arch(config), 2, 1e-3, images, torch.device("cpu"), **cases.torch_options(config))
     reference.train()
     reference.evaluate()
     assert reference.params == cases.build(name, jax.random.key(0)).params
@@ -156,7 +156,7 @@ def test_compiled_step_trains_as_the_eager_step(name):
     torch._dynamo.reset()  # the steps of earlier tests' models are versions of the same code
     for mode in (None, "default"):
         torch.manual_seed(0)
-        case = torch_models.build(config.model, config.arch, 8, 1e-3, images, torch.device("cpu"), mode, **cases.torch_options(config))
+        case = torch_models.build(config.model, cases.arch(config), 8, 1e-3, images, torch.device("cpu"), mode, **cases.torch_options(config))
         params = [p for m in case.modules for p in m.parameters()]
         initial = [p.detach().clone() for p in params]
         with torch._inductor.config.patch(fallback_random=True):
