@@ -42,7 +42,8 @@ from jaxae.train.step import make_train_step
 EPOCHS = 2
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
-STEPS_PER_DISPATCH = 1  # one step per dispatch: XLA:CPU runs conv gradients inside a loop far slower
+ARCHS = ("conv", "mlp")
+MLP_FEATURES = (256,)  # the mlp classifier's hidden layer before its embedding
 
 
 def cache_dir() -> Path:
@@ -93,10 +94,11 @@ def train_classifier(model: Classifier, data: Dataset, seed: int, epochs: int) -
     accuracy on the test split."""
     init_key, data_key = jax.random.split(jax.random.key(seed))
     state = create_train_state(model, optax.adam(LEARNING_RATE), init_key, jnp.zeros((1, *data.image_shape)))
-    # On one device, so that the network (and every FID on it) is the same whatever the device count.
+    # On one device, so that the network (and every FID on it) is the same whatever the device count;
+    # conv gradients one step per dispatch (XLA:CPU runs them far slower inside a loop).
+    dispatch = {"steps_per_dispatch": 1, "unroll": True} if model.arch == "conv" else {"steps_per_dispatch": 64}
     result = fit(state, make_train_step(classification()), data.train, key=data_key, shuffle_key=data_key, epochs=epochs,
-                 batch_size=BATCH_SIZE, steps_per_dispatch=STEPS_PER_DISPATCH, unroll=True, progress=False,
-                 mesh=data_mesh(jax.local_devices()[:1]))
+                 batch_size=BATCH_SIZE, progress=False, mesh=data_mesh(jax.local_devices()[:1]), **dispatch)
     params = jax.device_get(result.state.params)
     test = data.test.load()
     return params, float(np.mean(FeatureNetwork("", 0.0, model, params).predict(test["image"]) == test["label"]))
@@ -125,15 +127,16 @@ def network_name(data: Dataset, model: Classifier, seed: int, epochs: int, train
     return f"classifier-{dataset}-{model.name_tag}-adam{epochs}ep{subset}-seed{seed}"
 
 
-def network(data: Dataset, seed: int = 0, epochs: int = EPOCHS, train_size: int | None = None) -> FeatureNetwork:
+def network(data: Dataset, seed: int = 0, epochs: int = EPOCHS, train_size: int | None = None, arch: str = "conv") -> FeatureNetwork:
     """The feature network of the labelled dataset `data` (of its whole, for a subset): loaded
     from the cache, else trained and cached (the default recipe, all MNIST training images for EPOCHS epochs, takes a minute or
     two on a CPU). `epochs` and `train_size` (the first n training images) exist for quick
-    budgets and tests; they, the seed and the architecture are all part of the network's name."""
+    budgets and tests; they, the seed and the architecture (`arch`: conv, or mlp, whose hidden
+    layers have 256 units) are all part of the network's name."""
     if data.classes is None:
         raise ValueError(f"{data.name} has no labels: a feature network (and so an FID) needs a classifier trained on labels")
     data = data.whole or data
-    model = Classifier(classes=data.num_classes)
+    model = Classifier(classes=data.num_classes, arch=arch, **({"features": MLP_FEATURES} if arch == "mlp" else {}))
     return _network(network_name(data, model, seed, epochs, train_size), data, model, seed, epochs, train_size, cache_dir())
 
 
@@ -175,13 +178,15 @@ def sample_scores(net: FeatureNetwork, generated, train: data_module.Split, test
 class FeatureOptions:
     """The feature network's recipe, for the models whose results use it (FID, conditional accuracy)."""
 
-    classifier_epochs: int = option(EPOCHS, "epochs of the feature classifier behind the FID and the conditional accuracy", range=POSITIVE_INT)
+    classifier_arch: str = option("conv", "the feature classifier behind the FID and the conditional accuracy: conv, or mlp (cheaper)", choices=ARCHS)
+    classifier_epochs: int = option(EPOCHS, "epochs of the feature classifier", range=POSITIVE_INT)
     classifier_train_size: int | None = option(None, "train the feature classifier on the first N training images (default: all)", range=POSITIVE_INT)
 
 
 def network_for(config, data: Dataset) -> FeatureNetwork:
     """The feature network a run of `config` (whose options include FeatureOptions) scores with."""
-    return network(data, epochs=config.options.classifier_epochs, train_size=config.options.classifier_train_size)
+    o = config.options
+    return network(data, epochs=o.classifier_epochs, train_size=o.classifier_train_size, arch=o.classifier_arch)
 
 
 def conditional_accuracy(net: FeatureNetwork, images, labels) -> float:

@@ -13,13 +13,13 @@ from jaxae.config import tiny
 from jaxae.models.superres import EPS, SuperResolver, superres
 from jaxae.objectives import no_corruption, to_float
 from jaxae.runs.common import restoration_metrics
-from jaxae.runs.superres import corruption, low_res, network_input
+from jaxae.specs.superres import corruption, low_res, network_input
 
 
 @pytest.fixture(scope="module")
 def clothes():
     images, _ = data.load("fashion_mnist", "test")
-    return images[:64]
+    return {"image": images[:64]}
 
 
 @pytest.mark.parametrize("factor,side", [(2, 14), (4, 7)])
@@ -64,8 +64,10 @@ def test_unknown_input_and_bad_factor():
     with pytest.raises(ValueError, match="does not divide"):
         x = jnp.zeros((1, 4, 4, 1))
         SuperResolver(upscale=7).init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="factor 3 is not one of 2, 4"):
+        tiny("sr", factor=3)
     with pytest.raises(ValueError, match="not divisible"):
-        corruption(tiny("sr", factor=3))(None, jnp.zeros((1, 28, 28, 1)))
+        low_res(3)(None, jnp.zeros((1, 28, 28, 1)))
 
 
 def test_scores_of_a_perfect_restoration(clothes):
@@ -76,7 +78,7 @@ def test_scores_of_a_perfect_restoration(clothes):
 
 
 def test_bicubic_scores_match_the_metrics(clothes):
-    clean = to_float(jnp.asarray(clothes))
+    clean = to_float(jnp.asarray(clothes["image"]))
     restored = noise.upsample(noise.downsample(clean, 2), 2, "bicubic")
     restorers = {"bicubic": lambda low: noise.upsample(low, 2, "bicubic")}
     bicubic = restoration_metrics(restorers, low_res(2), clothes, jax.random.key(0))["bicubic"]
@@ -97,3 +99,12 @@ def test_run_writes_results_and_picture(tmp_path):
     assert results["test_psnr"] > results["bicubic_psnr"] - 1.0  # 8 steps from the bicubic start
     rows = 4  # low-res (nearest), bicubic, network, original; 28-pixel images, 2-pixel gaps, drawn 2x
     assert Image.open(tmp_path / "samples.png").size[1] == 2 * (rows * (28 + 2) + 2)
+
+
+@pytest.mark.parametrize("sr_input", ["blurry", "lowres"])
+def test_colour_photographs_of_another_size(tmp_path, synthetic, sr_input):
+    dataset = synthetic((32, 48, 3), n_train=64, n_test=16)
+    results = runs.train(tiny("sr", sr_input=sr_input, batch_size=16, dataset="own"), tmp_path / "run", data=dataset)
+    assert results["image_shape"] == [32, 48, 3] and np.isfinite(results["test_psnr"])
+    picture = Image.open(tmp_path / "run" / "samples.png")
+    assert picture.mode == "RGB" and picture.size[1] == 2 * (4 * (32 + 2) + 2)

@@ -24,7 +24,7 @@ from jaxae.config import Config, config_differences
 from jaxae.noise import Noise
 from jaxae.objectives import to_float
 from jaxae.outputs import write_json
-from jaxae.report import plan as plan_module
+from jaxae.report.answers import answers
 from jaxae.report.markdown import render
 from jaxae.report.plan import BUDGETS, DATASETS, NOISES, noise_kind, plan
 from jaxae.runs.common import environment, restoration_metrics
@@ -60,22 +60,22 @@ def denoising_transfer(configs: dict[str, Config], out: Path) -> dict:
     rows = {name: [] for name in [*denoisers, "noisy input", "best gaussian blur"]}
     for dataset, noise in columns:
         test = runs.prepare_data(configs[f"dae_{dataset}_gaussian"]).test
-        scores = restoration_metrics(restorers, Noise.parse(noise), test, jax.random.key(2024))
+        scores = restoration_metrics(restorers, Noise.parse(noise), test, jax.random.key(2024), ssim=False)
         scores["best gaussian blur"] = {"psnr": ae_spec.best_blur(scores)["blur_psnr"]}
         for name in rows:
             rows[name].append(scores[name]["psnr"])
     return {"columns": [f"{d}/{noise_kind(n)}" for d, n in columns], "rows": rows}
 
 
-def pca_baselines(configs: dict[str, Config]) -> dict:
+def pca_baselines(configs: dict[str, Config], code_sizes: tuple[int, ...]) -> dict:
     """Test MSE and PSNR of PCA with each code size, fitted on the runs' training images."""
     scores = {}
     for dataset in DATASETS:
-        data = runs.prepare_data(configs[f"ae_{dataset}_code{plan_module.CODE_SIZES[0]}"])
+        data = runs.prepare_data(configs[f"ae_{dataset}_code{code_sizes[0]}"])
         train = np.asarray(to_float(data.train.load()["image"]))
         test = np.asarray(to_float(data.test.load()["image"]))
-        pca = baselines.PCA(train, max(plan_module.CODE_SIZES))
-        for size in plan_module.CODE_SIZES:
+        pca = baselines.PCA(train, max(code_sizes))
+        for size in code_sizes:
             error = np.mean(np.square(pca.reconstruct(test, size) - test), axis=(1, 2, 3))
             scores[f"{dataset}_code{size}"] = {"mse": float(np.mean(error)), "psnr": float(np.mean(-10 * np.log10(error)))}
     return scores
@@ -130,7 +130,7 @@ def _build(budget_name: str, budget, configs: dict[str, Config], out: Path, comm
         transfer = denoising_transfer(configs, out)
         bar.update()
         bar.set_postfix_str("PCA")
-        pca = pca_baselines(configs)
+        pca = pca_baselines(configs, budget.code_sizes)
         bar.update()
         bar.set_postfix_str("VAE FID")
         fids = vae_fid(configs, out, {d: results[f"gan_{d}"] for d in DATASETS})
@@ -147,9 +147,10 @@ def _build(budget_name: str, budget, configs: dict[str, Config], out: Path, comm
         "train_seconds_all_runs": train_seconds,
     }
     tables = {"runs": results, "transfer": transfer, "pca": pca, "vae_fid": fids}
-    write_json(out / "report.json", {**facts, **tables})
+    checked = answers(results, transfer, pca, fids)
+    write_json(out / "report.json", {**facts, **tables, "answers": checked})
     path = out / "report.md"
-    text = render(facts, results, transfer, pca, fids)
+    text = render(facts, budget, results, transfer, pca, fids, checked)
     tmp = path.with_name(".report.md.tmp")
     tmp.write_text(text)
     tmp.replace(path)

@@ -4,10 +4,10 @@ Every number in the text is read from the tables passed in; nothing is typed by 
 """
 from __future__ import annotations
 
-from jaxae.report import plan
-from jaxae.report.plan import DATASETS
+from jaxae.report.plan import DATASETS, Budget
 
 NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+ARCHS = {"mlp": "MLP", "conv": "convolutional"}
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -68,9 +68,9 @@ gaussian blur (sigma chosen per column on the test images, an optimistic baselin
 """
 
 
-def compression(results: dict, pca: dict) -> str:
+def compression(results: dict, pca: dict, code_sizes: tuple[int, ...]) -> str:
     rows = []
-    for size in plan.CODE_SIZES:
+    for size in code_sizes:
         row = [size]
         for dataset in DATASETS:
             ae, base = results[f"ae_{dataset}_code{size}"], pca[f"{dataset}_code{size}"]
@@ -80,10 +80,11 @@ def compression(results: dict, pca: dict) -> str:
     for dataset in DATASETS:
         header_cells += [f"{NAMES[dataset]} AE MSE", "PCA MSE", "AE PSNR", "PCA PSNR"]
     digits, clothes = results["ae_mnist_code16"], results["ae_fashion_mnist_code16"]
+    arch = ARCHS[digits["config"]["arch"]]
     return f"""## 2. Compression: how small can the code be?
 
-Test reconstruction MSE per pixel (images in [0, 1]) and PSNR (dB) of the convolutional autoencoder
-and of PCA with as many components, fitted on the same training images.
+Test reconstruction MSE per pixel (images in [0, 1]) and PSNR (dB) of the {arch} autoencoder
+({digits['config']['epochs']} epochs) and of PCA with as many components, fitted on the same training images.
 
 {table(header_cells, rows)}
 
@@ -97,10 +98,10 @@ and of PCA with as many components, fitted on the same training images.
 """
 
 
-def superres(results: dict) -> str:
+def superres(results: dict, factors: tuple[int, ...]) -> str:
     rows = []
     for dataset in DATASETS:
-        for factor in plan.FACTORS:
+        for factor in factors:
             r = results[f"sr_{dataset}_x{factor}"]
             rows.append([
                 NAMES[dataset], f"{28 // factor}x{28 // factor} -> 28x28",
@@ -116,7 +117,7 @@ low-resolution image (the blurry input) and is trained to output the sharp image
 
 {figure('runs/sr_fashion_mnist_x2/samples.png', 'Fashion-MNIST, factor 2: nearest / bicubic / network / original')}
 
-{figure('runs/sr_mnist_x4/samples.png', 'MNIST, factor 4: nearest / bicubic / network / original')}
+{figure(f'runs/sr_mnist_x{max(factors)}/samples.png', f'MNIST, factor {max(factors)}: nearest / bicubic / network / original')}
 """
 
 
@@ -157,6 +158,7 @@ def gan(results: dict, fids: dict) -> str:
         rows.append([NAMES[dataset], f"{r['fid']:.2f}", f"{r['fid_floor']:.2f}", f"{r['fid'] / r['fid_floor']:.1f}",
                      f"{fids[dataset]:.2f}", f"{r['classifier_accuracy']:.4f}", f"`{r['feature_network']}`"])
     last = {d: results[f"gan_{d}"]["config"]["epochs"] for d in DATASETS}
+    kind = {"conv": "DCGAN", "mlp": "MLP GAN"}[results["gan_mnist"]["config"]["arch"]]
     return f"""## 5. GAN
 
 FID (lower is better) between generated images and the test images, in the features of the
@@ -165,16 +167,28 @@ training images: what a perfect generator would score.
 
 {table(['dataset', 'GAN FID', 'floor', 'GAN / floor', 'VAE FID', 'classifier accuracy', 'feature network'], rows)}
 
-{figure(f"runs/gan_mnist/samples_epoch_{last['mnist']:02d}.png", 'MNIST DCGAN samples after the last epoch')}
+{figure(f"runs/gan_mnist/samples_epoch_{last['mnist']:02d}.png", f'MNIST {kind} samples after the last epoch')}
 
-{figure(f"runs/gan_fashion_mnist/samples_epoch_{last['fashion_mnist']:02d}.png", 'Fashion-MNIST DCGAN samples after the last epoch')}
+{figure(f"runs/gan_fashion_mnist/samples_epoch_{last['fashion_mnist']:02d}.png", f'Fashion-MNIST {kind} samples after the last epoch')}
 
-{figure('runs/gan_mnist/losses.png', 'MNIST DCGAN: discriminator and generator losses per epoch')}
+{figure('runs/gan_mnist/losses.png', f'MNIST {kind}: discriminator and generator losses per epoch')}
 """
 
 
-def render(facts: dict, results: dict, transfer: dict, pca: dict, fids: dict) -> str:
+def answers_section(budget_name: str, checked: list[dict]) -> str:
+    """The lesson's answers, each with its evidence; where a quick answer is "no", it says that
+    the full budget answers "yes" and that this budget has not trained enough."""
+    lines = []
+    for answer in checked:
+        verdict = "**yes**" if answer["holds"] else "**no**"
+        lines.append(f"- Does {answer['question']}? {verdict} ({answer['detail']}).")
+        if not answer["holds"] and budget_name != "full":
+            lines.append("  This differs from the full budget, where it holds: these models trained too little to show it.")
+    return "## The answers\n\nRead off the tables below; the full budget (README) answers every one with yes.\n\n" + "\n".join(lines) + "\n"
+
+
+def render(facts: dict, budget: Budget, results: dict, transfer: dict, pca: dict, fids: dict, checked: list[dict]) -> str:
     """The whole report.md."""
-    sections = [header(facts), denoising(transfer), compression(results, pca), superres(results), vae(results, fids),
-                gan(results, fids)]
+    sections = [header(facts), answers_section(facts["budget"], checked), denoising(transfer),
+                compression(results, pca, budget.code_sizes), superres(results, budget.factors), vae(results, fids), gan(results, fids)]
     return "\n".join(sections)

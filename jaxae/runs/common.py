@@ -39,10 +39,10 @@ def run_keys(config: Config) -> dict[str, jax.Array]:
     return dict(zip(names, jax.random.split(jax.random.key(config.seed), len(names))))
 
 
-def restoration_metrics(restorers: dict, corrupt, data, key: jax.Array) -> dict[str, dict[str, float]]:
-    """Test MSE, PSNR (dB) and SSIM of each named `restore(corrupt(key, clean))` against the clean
-    uint8 images of `data` (a Split or {"image": ...}): {name: {"mse", "psnr", "ssim"}}, per image
-    then averaged, data range 1.
+def restoration_metrics(restorers: dict, corrupt, data, key: jax.Array, ssim: bool = True) -> dict[str, dict[str, float]]:
+    """Test MSE, PSNR (dB) and (with `ssim`) SSIM of each named `restore(corrupt(key, clean))`
+    against the clean uint8 images of `data` (a Split or {"image": ...}): {name: {"mse", "psnr",
+    "ssim"}}, per image then averaged, data range 1.
 
     One compiled pass scores every restorer on the same corrupted images; with the same `key` as
     `evaluate`, they are exactly the images the model was scored on.
@@ -54,11 +54,9 @@ def restoration_metrics(restorers: dict, corrupt, data, key: jax.Array) -> dict[
         scores = {}
         for name, restore in restorers.items():
             out = restore(corrupted)
-            scores[name] = {
-                "mse": jnp.mean(metrics.mse(out, clean)),
-                "psnr": jnp.mean(metrics.psnr(out, clean)),
-                "ssim": jnp.mean(metrics.ssim(out, clean)),
-            }
+            scores[name] = {"mse": jnp.mean(metrics.mse(out, clean)), "psnr": jnp.mean(metrics.psnr(out, clean))}
+            if ssim:
+                scores[name]["ssim"] = jnp.mean(metrics.ssim(out, clean))
         return scores
 
     return jax.tree.map(float, evaluate_tree(eval_step, None, data, key))

@@ -99,7 +99,7 @@ def evaluate_run(config: Config, state, data, key: jax.Array, history: list[dict
     test = evaluate(make_eval_step(objective(config), state.apply_fn), state.params, data.test, key)
     results = {"test_mse": test["mse"], "test_psnr": test["psnr"], "loss": training_loss(config)}
     if corruption(config) is not no_corruption:
-        scores = restoration_metrics({"input": lambda x: x, **blur_restorers()}, corruption(config), data.test, key)
+        scores = restoration_metrics({"input": lambda x: x, **blur_restorers()}, corruption(config), data.test, key, ssim=False)
         results.update(input_psnr=scores["input"]["psnr"], input_mse=scores["input"]["mse"], **best_blur(scores))
     return results
 
