@@ -22,7 +22,7 @@ LATENT = 3
 @functools.cache
 def _model_and_params(arch="mlp", likelihood="bernoulli"):
     """A small VAE and its initial parameters (shared: tests change copies only)."""
-    model = VAE(latent=LATENT, hidden=16, arch=arch, likelihood=likelihood)
+    model = VAE((28, 28, 1), latent=LATENT, hidden=16, arch=arch, likelihood=likelihood)
     params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(0))["params"]
     return model, params
 
@@ -44,8 +44,9 @@ def _loss_and_grads():
 
 
 def _iwae_fns(model):
+    """(encode(params, x) -> (mu, logvar), log_lik(params, x, z) -> log p(x|z) (N,))."""
     encode = lambda p, x: model.apply({"params": p}, x, method=VAE.encode)  # noqa: E731
-    log_lik = lambda p, x, z: model.apply({"params": p}, x, z, method=VAE.decode_log_likelihood)  # noqa: E731
+    log_lik = lambda p, x, z: model.apply({"params": p}, x, model.apply({"params": p}, z, method=VAE.decode), method=VAE.log_likelihood)  # noqa: E731
     return encode, log_lik
 
 
@@ -142,7 +143,7 @@ def test_loss_is_finite_for_extreme_log_variances():
         extreme["encoder"]["Dense_1"]["bias"] = params["encoder"]["Dense_1"]["bias"].at[LATENT:].set(raw)
         assert float(jnp.max(jnp.abs(encode(extreme)))) <= LOGVAR_BOUND
         chex.assert_tree_all_finite(_loss_and_grads()(extreme, batch, jax.random.key(0), 1.0))
-    assert math.isfinite(iwae_nll(*_iwae_fns(model), extreme, x, jax.random.key(0), k=4))
+    assert math.isfinite(iwae_nll(model, extreme, x, jax.random.key(0), k=4))
 
 
 def test_dynamic_binarization_draws_fresh_bits_per_key():
@@ -191,9 +192,9 @@ def test_iwae_is_exact_when_the_posterior_is_the_prior_and_z_is_ignored():
     params["encoder"]["Dense_1"] = jax.tree.map(jnp.zeros_like, params["encoder"]["Dense_1"])
     params["decoder"]["Dense_0"]["kernel"] = jnp.zeros_like(params["decoder"]["Dense_0"]["kernel"])
     x = _binary_images(10)
-    log_px = model.apply({"params": params}, x, jnp.zeros((10, LATENT)), method=VAE.decode_log_likelihood)
+    log_px = _iwae_fns(model)[1](params, x, jnp.zeros((10, LATENT)))
     exact = -float(jnp.mean(log_px))
-    estimate = iwae_nll(*_iwae_fns(model), params, x, jax.random.key(0), k=7, batch_size=4, chunk_size=4)
+    estimate = iwae_nll(model, params, x, jax.random.key(0), k=7, batch_size=4, chunk_size=4)
     assert estimate == pytest.approx(exact, rel=1e-5)
 
 
@@ -210,7 +211,7 @@ def test_iwae_is_below_the_negative_elbo_and_decreases_with_k():
     )  # (2000, 32)
     neg_elbo = float(-jnp.mean(log_px_z) + jnp.mean(jnp.sum(losses.kl_diag_gaussian(mu, logvar), -1)))
     one_sample_error = float(jnp.mean(jnp.std(log_px_z, axis=0))) / math.sqrt(x.shape[0])
-    estimates = [iwae_nll(encode, log_lik, params, x, jax.random.key(1), k=k, batch_size=16) for k in (1, 10, 100)]
+    estimates = [iwae_nll(model, params, x, jax.random.key(1), k=k, batch_size=16) for k in (1, 10, 100)]
     assert estimates[0] == pytest.approx(neg_elbo, abs=4 * one_sample_error)  # k = 1: a one-sample negative ELBO
     assert all(later < earlier for earlier, later in zip(estimates, estimates[1:])), estimates
     assert estimates[1] < neg_elbo - 4 * one_sample_error, (estimates, neg_elbo)
@@ -219,7 +220,7 @@ def test_iwae_is_below_the_negative_elbo_and_decreases_with_k():
 def test_iwae_rejects_k_zero():
     model, params = _model_and_params()
     with pytest.raises(ValueError, match="at least 1"):
-        iwae_nll(*_iwae_fns(model), params, _binary_images(2), jax.random.key(0), k=0)
+        iwae_nll(model, params, _binary_images(2), jax.random.key(0), k=0)
 
 
 # --- configuration and the run ----------------------------------------------------------------

@@ -43,7 +43,7 @@ def uses_binarization(config: Config) -> bool:
 def build_model(config: Config) -> VAE:
     """The configured VAE: Bernoulli likelihood on binarized data, Gaussian on grey levels."""
     likelihood = "bernoulli" if uses_binarization(config) else "gaussian"
-    return VAE(latent=config.latent, hidden=config.hidden, arch=config.arch, likelihood=likelihood)
+    return VAE(IMAGE_SHAPE, latent=config.latent, hidden=config.hidden, arch=config.arch, likelihood=likelihood)
 
 
 def initial_state(config: Config, steps_per_epoch: int, key: jax.Array):
@@ -64,14 +64,7 @@ def binarize_once(images: np.ndarray) -> np.ndarray:
 
 def estimate_nll(model: VAE, params, images: np.ndarray, key: jax.Array, k: int) -> float:
     """`metrics.iwae_nll` of `model` with k samples on uint8 images: mean nats per image."""
-
-    def encode(params, x):
-        return model.apply({"params": params}, x, method=VAE.encode)
-
-    def log_likelihood(params, x, z):
-        return model.apply({"params": params}, x, z, method=VAE.decode_log_likelihood)
-
-    return metrics.iwae_nll(encode, log_likelihood, params, to_float(jnp.asarray(images)), key, k)
+    return metrics.iwae_nll(model, params, to_float(jnp.asarray(images)), key, k)
 
 
 def _encode_means(model: VAE, params, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
