@@ -87,7 +87,11 @@ def binary_nll(logits: jax.Array, x: jax.Array) -> jax.Array:
 
 class MLP(nn.Module):
     """(..., inputs) -> (..., outputs): dense layers of `hidden` widths with `activation`
-    ("relu" or "tanh"), then a linear layer; any leading axes."""
+    ("relu" or "tanh"), then a linear layer; any leading axes.
+
+    The leading axes are flattened into one: XLA:CPU runs the gradient of a dense layer on a
+    (k, N, inputs) array 2-2.7x slower than on the same rows as one (k * N, inputs) matrix.
+    """
 
     outputs: int
     hidden: Sequence[int]
@@ -96,9 +100,11 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         activation = ACTIVATIONS[self.activation]
+        leading = x.shape[:-1]
+        x = x.reshape(-1, x.shape[-1])
         for width in self.hidden:
             x = activation(nn.Dense(width)(x))
-        return nn.Dense(self.outputs)(x)
+        return nn.Dense(self.outputs)(x).reshape(*leading, self.outputs)
 
 
 def _check_options(activation: str, likelihood: str) -> None:
