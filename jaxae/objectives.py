@@ -142,8 +142,9 @@ def iwae(
     neg_iwae and neg_elbo are the same number exactly.
 
     `gradient`: "standard" differentiates the bound through the reparameterized codes; "dreg" is
-    Tucker et al.'s (2019) doubly reparameterized gradient, unbiased with a lower variance for
-    the encoder: the decoder's gradient is the standard one, the encoder's is
+    Tucker et al.'s (2019) doubly reparameterized gradient, unbiased, whose encoder gradient
+    keeps its signal-to-noise ratio as k grows: the decoder's gradient is the standard one, the
+    encoder's is
     sum_i ((1 - a) w~_i + a w~_i^2) d log w_i / d z_i  dz_i / dphi (w~ the normalized weights,
     q's parameters held fixed inside log w_i; at a = 1 the w~^2 of the paper), at the cost of a
     second forward pass of q's networks (on the images, and on the k codes of the layers below
