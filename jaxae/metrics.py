@@ -6,16 +6,20 @@ inputs (e.g. uint8 with data_range=255) are computed in float32; float inputs in
 (float64 stays float64 when x64 is enabled). An image pair holding any NaN or Inf scores NaN, so
 that a broken output never passes for a perfect one.
 
-`iwae_nll` is the importance-weighted log-likelihood estimate of a VAE, jitted in batches.
+`iwae_nll` is the importance-weighted log-likelihood estimate of a VAE, jitted once per shape.
 
 `fid_from_features` is a host-side float64 numpy computation on feature vectors that a classifier
 produced; it is not jittable and returns a Python float.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import jax
 import jax.numpy as jnp
+
+from jaxae.train.evaluate import map_examples
 
 __all__ = ["mse", "psnr", "ssim", "fid_from_features", "iwae_nll"]
 
@@ -206,8 +210,7 @@ def _psd_sqrt(c: np.ndarray) -> np.ndarray:
 
 
 def iwae_nll(
-    encode,
-    log_likelihood,
+    model,
     params,
     images: jax.typing.ArrayLike,
     key: jax.Array,
@@ -218,49 +221,45 @@ def iwae_nll(
 ) -> float:
     """Importance-weighted estimate of -log p(x), mean nats per image, with k samples from q(z|x).
 
-    -log p(x) ~= -log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) = N(mu, exp(logvar)),
-    p(z) = N(0, I). In expectation it is an upper bound on -log p(x) that decreases with k and
-    equals the negative ELBO at k = 1. The encoder runs once per image; the k samples are drawn and
-    decoded chunk_size at a time under a lax.scan with a running log-sum-exp, so memory stays at
-    about batch_size * chunk_size decoded images.
+    -log p(x) ~= -log (1/k) sum_i w_i with log w_i = log p(x, z_i) - log q(z_i|x), z_i ~ q(z|x).
+    In expectation it is an upper bound on -log p(x) that decreases with k and equals the negative
+    ELBO at k = 1. The weights come chunk_size at a time (the last chunk masked beyond k) under a
+    lax.scan with a running log-sum-exp, so memory stays at about batch_size * chunk_size decoded
+    images. Batch b draws from fold_in(key, b), its chunk i from fold_in(fold_in(key, b), i)
+    (`jaxae.train.evaluate.map_examples`); the computation is jitted once per (model, k, chunk,
+    batch shape), a last batch of fewer images being a shape of its own.
 
-    `encode(params, x) -> (mu, logvar)` gives each as (B, latent) for images x (B, ...);
-    `log_likelihood(params, x, z) -> (B,)` gives log p(x|z) in nats summed over the pixels of each
-    image, for codes z (B, latent); `params` is passed through to both. `images` are (N, ...) float
-    images, the data the likelihood scores (e.g. binarized {0, 1}); the sample draws are a pure
+    `model` is a hashable model (a Flax module) whose `model.apply({"params": params}, x, key, k,
+    method="log_weights")` gives the log weights (k, B) of images x (B, ...), nats summed over
+    pixels and latent units (`jaxae.models.vae.VAE` and `HierarchicalVAE`). `images` are (N, ...)
+    float images, the data the likelihood scores (e.g. binarized {0, 1}); the draws are a pure
     function of `key` (and of batch_size, chunk_size); `k` is the number of importance samples per
     image, at least 1. Returns the mean over the N images of the per-image estimate, nats per
     image (Python float).
     """
     if k < 1:
         raise ValueError(f"iwae_nll: k must be at least 1, got {k}")
-    images = jnp.asarray(images, jnp.float32)
-    n = images.shape[0]
-    chunk = min(chunk_size, k)
-    num_chunks = -(-k // chunk)
+    values = map_examples(_log_mean_weights_of(model, k, min(chunk_size, k)), params, {"image": jnp.asarray(images, jnp.float32)},
+                          key, batch_size)
+    return -float(np.mean(values, dtype=np.float64))
 
-    @jax.jit
-    def log_px(params, x, key):
-        mu, logvar = encode(params, x)
-        sigma = jnp.exp(0.5 * logvar)
 
-        def body(total, i):
-            eps = jax.random.normal(jax.random.fold_in(key, i), (chunk, *mu.shape), mu.dtype)
-            z = mu + sigma * eps  # (chunk, B, latent)
-            log_prior_over_q = jnp.sum(0.5 * (jnp.square(eps) - jnp.square(z)) + 0.5 * logvar, axis=-1)
-            log_w = jax.vmap(lambda z: log_likelihood(params, x, z))(z) + log_prior_over_q
-            real = (i * chunk + jnp.arange(chunk) < k)[:, None]  # the last chunk may overrun k
-            log_w = jnp.where(real, log_w, -jnp.inf)
-            return jnp.logaddexp(total, jax.nn.logsumexp(log_w, axis=0)), None
+@functools.cache
+def _log_mean_weights_of(model, k: int, chunk: int):
+    """`_log_mean_weights` for one (model, k, chunk): one function object, so one compilation per shape."""
+    return functools.partial(_log_mean_weights, model, k=k, chunk=chunk)
 
-        start = jnp.full(x.shape[0], -jnp.inf, mu.dtype)
-        total, _ = jax.lax.scan(body, start, jnp.arange(num_chunks))
-        return total - jnp.log(float(k))
 
-    pad = -n % batch_size
-    padded = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
-    total = 0.0
-    for b, begin in enumerate(range(0, n + pad, batch_size)):
-        values = np.asarray(log_px(params, padded[begin : begin + batch_size], jax.random.fold_in(key, b)))
-        total += float(np.sum(values[: n - begin], dtype=np.float64))
-    return -total / n
+def _log_mean_weights(model, params, batch, key: jax.Array, *, k: int, chunk: int) -> jax.Array:
+    """log (1/k) sum_i w_i (B,) of the images batch["image"] (B, ...), the weights drawn `chunk` at a time."""
+    x = batch["image"]
+
+    def body(total, i):
+        log_w = model.apply({"params": params}, x, jax.random.fold_in(key, i), chunk, method="log_weights")
+        real = (i * chunk + jnp.arange(chunk) < k)[:, None]  # the last chunk may overrun k
+        log_w = jnp.where(real, log_w, -jnp.inf)
+        return jnp.logaddexp(total, jax.nn.logsumexp(log_w, axis=0)), None
+
+    start = jnp.full(x.shape[0], -jnp.inf, jnp.float32)
+    total, _ = jax.lax.scan(body, start, jnp.arange(-(-k // chunk)))
+    return total - jnp.log(float(k))

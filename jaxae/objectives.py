@@ -4,9 +4,12 @@
 has labels) as `jaxae.data` gathers it; objectives read what they need and turn images into
 float32 in [0, 1]. `key` is the step's key: every corruption or sample is drawn from it. Metrics
 are scalars averaged over the batch, so that averaging equal-size batches gives dataset means.
+The VAE objectives also take an optional keyword `step` (the train state's step, for the warm-up
+of the latent term; without it, as in evaluation, the warm-up is over).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import jax
@@ -69,29 +72,145 @@ def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
     return (uniform16.astype(jnp.float32) < flat * 65536.0).astype(jnp.float32).reshape(x.shape)
 
 
-def vae(beta: float = 1.0, dynamic_binarization: bool = True) -> Objective:
-    """Negative ELBO of a `jaxae.models.vae.VAE`, one code z per image from the step key.
+def kl_weight(step: jax.Array | None, beta: float = 1.0, warmup_steps: int = 0):
+    """The weight of a VAE's latent term at train step `step` (the number of updates made
+    before it): beta * min(1, step / warmup_steps), a linear warm-up from 0; beta itself when
+    `warmup_steps` is 0 or `step` is None (evaluation)."""
+    if warmup_steps == 0 or step is None:
+        return beta
+    return beta * jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / warmup_steps)
+
+
+def _vae_inputs(batch, key: jax.Array, dynamic_binarization: bool) -> tuple[jax.Array, jax.Array]:
+    """(float images of the batch, freshly binarized when asked, the eps key): the step key
+    splits into a binarization key and the key of the codes."""
+    data_key, eps_key = jax.random.split(key)
+    x = to_float(batch["image"])
+    if dynamic_binarization:
+        x = binarize(data_key, x)
+    return x, eps_key
+
+
+def vae(beta: float = 1.0, dynamic_binarization: bool = True, warmup_steps: int = 0, conditional: bool = False) -> Objective:
+    """Negative ELBO of a `jaxae.models.vae.VAE`, one code z per image from the step key, with
+    the KL in closed form.
 
     The key splits into a binarization key (a fresh Bernoulli draw of the batch when
     `dynamic_binarization`) and the eps key of the reparameterization. Per image, summed over
     pixels and latent units (nats per image), then averaged over the batch:
-    `recon` = -log p(x|z), `kl` = KL(q(z|x) || N(0, I)) in closed form, `neg_elbo` = recon + kl,
-    and the optimized `loss` = recon + beta * kl (beta-VAE; equal to neg_elbo for beta = 1).
+    `recon` = -log p(x|z), `kl` = KL(q(z|x) || N(0, I)), `neg_elbo` = recon + kl, and the
+    optimized `loss` = recon + kl_weight(step, beta, warmup_steps) * kl (beta-VAE and KL warm-up;
+    equal to neg_elbo for beta = 1 after the warm-up). The objective takes an optional keyword
+    `step` (the train state's step); without it the weight is beta. A `conditional` VAE gets the
+    batch's labels too.
     """
 
-    def objective(params, apply_fn, batch, key):
-        data_key, eps_key = jax.random.split(key)
-        x = to_float(batch["image"])
-        if dynamic_binarization:
-            x = binarize(data_key, x)
+    def objective(params, apply_fn, batch, key, step=None):
+        x, eps_key = _vae_inputs(batch, key, dynamic_binarization)
         variables = {"params": params}
-        logits, mu, logvar = apply_fn(variables, x, eps_key)
+        labels = (batch["label"],) if conditional else ()
+        logits, mu, logvar = apply_fn(variables, x, eps_key, *labels)
         recon = -apply_fn(variables, x, logits, method="log_likelihood")
         kl = jnp.sum(losses.kl_diag_gaussian(mu, logvar), axis=-1)
         recon, kl = jnp.mean(recon), jnp.mean(kl)
-        return recon + beta * kl, {"loss": recon + beta * kl, "neg_elbo": recon + kl, "recon": recon, "kl": kl}
+        loss = recon + kl_weight(step, beta, warmup_steps) * kl
+        return loss, {"loss": loss, "neg_elbo": recon + kl, "recon": recon, "kl": kl}
 
     return objective
+
+
+GRADIENTS = ("standard", "dreg")
+
+
+def iwae(
+    k: int = 1,
+    gradient: str = "standard",
+    beta: float = 1.0,
+    warmup_steps: int = 0,
+    dynamic_binarization: bool = True,
+) -> Objective:
+    """Negative importance-weighted bound (Burda et al. 2016) of a model with the interface of
+    `jaxae.models.vae` (`VAE` or `HierarchicalVAE`), with k codes per image from the step key.
+
+    With z_1 ... z_k ~ q(z|x) and a = kl_weight(step, beta, warmup_steps) (see `vae`), the log
+    weights are log w_i = log p(x|z_i) + a (log p(z_i) - log q(z_i|x)) and the `loss` is
+    -(logsumexp_i log w_i - log k), nats per image, averaged over the batch. The key is used as
+    in `vae`: with the same key and k = 1 the codes and `recon` are `vae`'s, and `kl` is a
+    one-sample estimate of its closed form. Metrics, nats per image at a = 1: `neg_iwae` (the
+    k-sample bound), `neg_elbo` (-log w_i averaged over the k codes: the one-sample negative
+    ELBO), `recon` (-log p(x|z)), `kl` (log q(z|x) - log p(z)). At k = 1 and a = 1, loss,
+    neg_iwae and neg_elbo are the same number exactly.
+
+    `gradient`: "standard" differentiates the bound through the reparameterized codes; "dreg" is
+    Tucker et al.'s (2019) doubly reparameterized gradient, unbiased, whose encoder gradient
+    keeps its signal-to-noise ratio as k grows: the decoder's gradient is the standard one, the
+    encoder's is
+    sum_i ((1 - a) w~_i + a w~_i^2) d log w_i / d z_i  dz_i / dphi (w~ the normalized weights,
+    q's parameters held fixed inside log w_i; at a = 1 the w~^2 of the paper), at the cost of a
+    second forward pass of q's networks (on the images, and on the k codes of the layers below
+    for a `HierarchicalVAE`) to evaluate q's densities at the codes.
+    """
+    if k < 1:
+        raise ValueError(f"iwae: k must be at least 1, got {k}")
+    if gradient not in GRADIENTS:
+        raise ValueError(f"unknown gradient {gradient!r}: use {' or '.join(GRADIENTS)}")
+    log_k = math.log(k)
+
+    def objective(params, apply_fn, batch, key, step=None):
+        x, eps_key = _vae_inputs(batch, key, dynamic_binarization)
+        weight = kl_weight(step, beta, warmup_steps)
+        if gradient == "standard":
+            log_px_z, log_ratio = apply_fn({"params": params}, x, eps_key, k, method="log_weight_terms")
+        else:
+            zs, _ = apply_fn({"params": params}, x, eps_key, k, method="sample_posterior")
+            log_px_z, log_ratio = dreg_log_weight_terms(apply_fn)(params, zs, x, jnp.asarray(weight, jnp.float32))
+        log_w = log_px_z + log_ratio
+        loss = -jnp.mean(jax.nn.logsumexp(log_px_z + weight * log_ratio, axis=0) - log_k)
+        recon, kl = -jnp.mean(log_px_z), -jnp.mean(log_ratio)
+        return loss, {
+            "loss": loss,
+            "neg_iwae": -jnp.mean(jax.nn.logsumexp(log_w, axis=0) - log_k),
+            "neg_elbo": -jnp.mean(jnp.mean(log_w, axis=0)),
+            "recon": recon,
+            "kl": kl,
+        }
+
+    return objective
+
+
+def dreg_log_weight_terms(apply_fn: Callable):
+    """`terms(params, zs, x, weight) -> (log p(x|z), log p(z) - log q(z|x))`, each (k, N), of codes
+    zs drawn from q(z|x) (`sample_posterior`), with q's parameters held fixed in log q and a
+    backward pass for the IWAE loss of `iwae` at KL weight `weight` (a float32 scalar).
+
+    The backward pass pulls the cotangents back once (one forward and one backward pass in all)
+    and scales the cotangent that reaches the codes z_i of each image by
+    (1 - weight) + weight * w~_i, the normalized weights w~ = softmax_i(log w_i) computed in the
+    forward pass: the loss's cotangent on log w_i is -w~_i / N, so the encoder receives the DReG
+    weights (1 - weight) w~_i + weight w~_i^2, the decoder the plain ones.
+    """
+
+    def terms(params, zs, x):
+        log_px_z, log_pz = apply_fn({"params": params}, x, zs, method="log_joint")
+        log_q = apply_fn({"params": jax.lax.stop_gradient(params)}, x, zs, method="log_posterior")
+        return log_px_z, log_pz - log_q
+
+    @jax.custom_vjp
+    def dreg_terms(params, zs, x, weight):
+        return terms(params, zs, x)
+
+    def forward(params, zs, x, weight):
+        (log_px_z, log_ratio), pull_back = jax.vjp(lambda p, z: terms(p, z, x), params, zs)
+        normalized = jax.nn.softmax(log_px_z + weight * log_ratio, axis=0)
+        return (log_px_z, log_ratio), (pull_back, (1.0 - weight) + weight * normalized, x, weight)
+
+    def backward(residuals, cotangents):
+        pull_back, scale, x, weight = residuals
+        d_params, d_zs = pull_back(cotangents)
+        return d_params, tuple(d * scale[..., None] for d in d_zs), jnp.zeros_like(x), jnp.zeros_like(weight)
+
+    dreg_terms.defvjp(forward, backward)
+    return dreg_terms
 
 
 def classification() -> Objective:

@@ -14,7 +14,10 @@ from jaxae.config import make_config, tiny
 from jaxae.metrics import iwae_nll
 from jaxae.models.vae import LOGVAR_BOUND, VAE, binary_nll, reparameterize, sample
 from jaxae.objectives import binarize, vae
-from jaxae.runs.vae import binarize_once, build_model, uses_binarization
+from jaxae.data import DataInfo
+from jaxae.specs.vae import binarize_once, build_model, uses_binarization
+
+MNIST = DataInfo((28, 28, 1), 10, 60000, 10000)
 
 LATENT = 3
 
@@ -22,7 +25,7 @@ LATENT = 3
 @functools.cache
 def _model_and_params(arch="mlp", likelihood="bernoulli"):
     """A small VAE and its initial parameters (shared: tests change copies only)."""
-    model = VAE(latent=LATENT, hidden=16, arch=arch, likelihood=likelihood)
+    model = VAE((28, 28, 1), latent=LATENT, hidden=16, arch=arch, likelihood=likelihood)
     params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), jax.random.key(0))["params"]
     return model, params
 
@@ -44,8 +47,9 @@ def _loss_and_grads():
 
 
 def _iwae_fns(model):
+    """(encode(params, x) -> (mu, logvar), log_lik(params, x, z) -> log p(x|z) (N,))."""
     encode = lambda p, x: model.apply({"params": p}, x, method=VAE.encode)  # noqa: E731
-    log_lik = lambda p, x, z: model.apply({"params": p}, x, z, method=VAE.decode_log_likelihood)  # noqa: E731
+    log_lik = lambda p, x, z: model.apply({"params": p}, x, model.apply({"params": p}, z, method=VAE.decode), method=VAE.log_likelihood)  # noqa: E731
     return encode, log_lik
 
 
@@ -97,7 +101,7 @@ def test_gradients_flow_through_the_reparameterization():
 def test_encoder_learns_from_the_reconstruction_through_z():
     """With beta = 0 the encoder reaches the loss only through z = mu + sigma * eps."""
     model, params = _model_and_params()
-    batch = (_binary_images(8) * 255).astype(jnp.uint8)
+    batch = {"image": (_binary_images(8) * 255).astype(jnp.uint8)}
     _, grads = _loss_and_grads()(params, batch, jax.random.key(0), 0.0)
     chex.assert_tree_all_finite(grads)
     for leaf in jax.tree.leaves(grads["encoder"]):
@@ -113,7 +117,7 @@ def test_same_key_same_code_and_loss():
     other = apply({"params": params}, x, jax.random.key(6))
     assert not np.allclose(first[0], other[0])
     objective = jax.jit(lambda p, b, k: vae()(p, model.apply, b, k))
-    batch = (x * 200).astype(jnp.uint8)
+    batch = {"image": (x * 200).astype(jnp.uint8)}
     key = jax.random.key(1)
     chex.assert_trees_all_equal(objective(params, batch, key), objective(params, batch, key))
 
@@ -127,7 +131,7 @@ def test_shapes_and_metrics(arch, likelihood):
     chex.assert_shape((mu, logvar), (4, LATENT))
     assert ("log_scale" in params) == (likelihood == "gaussian")
     objective = jax.jit(lambda p, b, k: vae(beta=0.5)(p, model.apply, b, k))
-    loss, m = objective(params, (x * 255).astype(jnp.uint8), jax.random.key(0))
+    loss, m = objective(params, {"image": (x * 255).astype(jnp.uint8)}, jax.random.key(0))
     chex.assert_trees_all_close(m["neg_elbo"], m["recon"] + m["kl"], rtol=1e-6)
     chex.assert_trees_all_close(loss, m["recon"] + 0.5 * m["kl"], rtol=1e-6)
 
@@ -135,19 +139,19 @@ def test_shapes_and_metrics(arch, likelihood):
 def test_loss_is_finite_for_extreme_log_variances():
     model, params = _model_and_params()
     x = _binary_images(8)
-    batch = (x * 255).astype(jnp.uint8)
+    batch = {"image": (x * 255).astype(jnp.uint8)}
     encode = jax.jit(lambda p: model.apply({"params": p}, x, method=VAE.encode)[1])
     for raw in (-1e4, -200.0, 200.0, 1e4):
         extreme = jax.tree.map(lambda p: p, params)
         extreme["encoder"]["Dense_1"]["bias"] = params["encoder"]["Dense_1"]["bias"].at[LATENT:].set(raw)
         assert float(jnp.max(jnp.abs(encode(extreme)))) <= LOGVAR_BOUND
         chex.assert_tree_all_finite(_loss_and_grads()(extreme, batch, jax.random.key(0), 1.0))
-    assert math.isfinite(iwae_nll(*_iwae_fns(model), extreme, x, jax.random.key(0), k=4))
+    assert math.isfinite(iwae_nll(model, extreme, x, jax.random.key(0), k=4))
 
 
 def test_dynamic_binarization_draws_fresh_bits_per_key():
     model, params = _model_and_params()
-    grey = jnp.full((4, 28, 28, 1), 128, jnp.uint8)
+    grey = {"image": jnp.full((4, 28, 28, 1), 128, jnp.uint8)}
     metric = jax.jit(lambda k: vae()(params, model.apply, grey, k)[1]["recon"])
     assert float(metric(jax.random.key(0))) != float(metric(jax.random.key(1)))
     once = binarize_once(np.full((4, 28, 28, 1), 128, np.uint8))
@@ -191,9 +195,9 @@ def test_iwae_is_exact_when_the_posterior_is_the_prior_and_z_is_ignored():
     params["encoder"]["Dense_1"] = jax.tree.map(jnp.zeros_like, params["encoder"]["Dense_1"])
     params["decoder"]["Dense_0"]["kernel"] = jnp.zeros_like(params["decoder"]["Dense_0"]["kernel"])
     x = _binary_images(10)
-    log_px = model.apply({"params": params}, x, jnp.zeros((10, LATENT)), method=VAE.decode_log_likelihood)
+    log_px = _iwae_fns(model)[1](params, x, jnp.zeros((10, LATENT)))
     exact = -float(jnp.mean(log_px))
-    estimate = iwae_nll(*_iwae_fns(model), params, x, jax.random.key(0), k=7, batch_size=4, chunk_size=4)
+    estimate = iwae_nll(model, params, x, jax.random.key(0), k=7, batch_size=4, chunk_size=4)
     assert estimate == pytest.approx(exact, rel=1e-5)
 
 
@@ -210,7 +214,7 @@ def test_iwae_is_below_the_negative_elbo_and_decreases_with_k():
     )  # (2000, 32)
     neg_elbo = float(-jnp.mean(log_px_z) + jnp.mean(jnp.sum(losses.kl_diag_gaussian(mu, logvar), -1)))
     one_sample_error = float(jnp.mean(jnp.std(log_px_z, axis=0))) / math.sqrt(x.shape[0])
-    estimates = [iwae_nll(encode, log_lik, params, x, jax.random.key(1), k=k, batch_size=16) for k in (1, 10, 100)]
+    estimates = [iwae_nll(model, params, x, jax.random.key(1), k=k, batch_size=16) for k in (1, 10, 100)]
     assert estimates[0] == pytest.approx(neg_elbo, abs=4 * one_sample_error)  # k = 1: a one-sample negative ELBO
     assert all(later < earlier for earlier, later in zip(estimates, estimates[1:])), estimates
     assert estimates[1] < neg_elbo - 4 * one_sample_error, (estimates, neg_elbo)
@@ -219,18 +223,18 @@ def test_iwae_is_below_the_negative_elbo_and_decreases_with_k():
 def test_iwae_rejects_k_zero():
     model, params = _model_and_params()
     with pytest.raises(ValueError, match="at least 1"):
-        iwae_nll(*_iwae_fns(model), params, _binary_images(2), jax.random.key(0), k=0)
+        iwae_nll(model, params, _binary_images(2), jax.random.key(0), k=0)
 
 
 # --- configuration and the run ----------------------------------------------------------------
 
 
 def test_binarization_and_likelihood_follow_the_config():
-    assert uses_binarization(make_config("vae")) and build_model(make_config("vae")).likelihood == "bernoulli"
+    assert uses_binarization(make_config("vae")) and build_model(make_config("vae"), MNIST).likelihood == "bernoulli"
     grey = make_config("vae", binarize=False)
-    assert not uses_binarization(grey) and build_model(grey).likelihood == "gaussian"
-    assert build_model(make_config("vae", dataset="fashion_mnist")).likelihood == "gaussian"
-    default = build_model(make_config("vae"))
+    assert not uses_binarization(grey) and build_model(grey, MNIST).likelihood == "gaussian"
+    assert build_model(make_config("vae", dataset="fashion_mnist"), MNIST).likelihood == "gaussian"
+    default = build_model(make_config("vae"), MNIST)
     assert (default.arch, default.hidden, default.latent) == ("mlp", 400, 20)
 
 
@@ -242,8 +246,44 @@ def test_run_writes_results_and_pictures(tmp_path):
     for name in ("test_neg_elbo", "test_recon", "test_kl", "test_nll"):
         assert math.isfinite(saved[name]), name
     assert saved["nll_samples"] == 8 and saved["steps_per_second"] > 0 and saved["compile_seconds"] > 0
-    assert saved["likelihood"] == "bernoulli" and "summed over 784 pixels" in saved["units"]
+    assert saved["likelihood"] == "bernoulli" and "summed over 784 pixel values" in saved["units"]
     assert saved["test_neg_elbo"] == pytest.approx(saved["test_recon"] + saved["test_kl"], rel=1e-5)
     assert results["test_nll"] <= results["test_neg_elbo"] + 1.0
     for picture in ("samples.png", "reconstructions.png", "latent_grid.png", "latent_scatter.png"):
         assert (tmp_path / picture).stat().st_size > 0, picture
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_conditional_vae_samples_a_row_per_class(tmp_path, quick_features, arch):
+    config = tiny("vae", arch=arch, conditional=True, hidden=64, epochs=2)
+    results = runs.train(config, str(tmp_path))
+    assert 0.0 <= results["conditional_accuracy"] <= 1.0 and math.isfinite(results["test_neg_elbo"])
+    from PIL import Image
+
+    assert Image.open(tmp_path / "samples.png").size[1] == 2 * (10 * (28 + 2) + 2)
+
+
+def test_conditional_vae_decodes_the_class_it_is_given():
+    model = VAE((28, 28, 1), latent=LATENT, hidden=16, num_classes=10)
+    x, labels = _binary_images(4), jnp.array([0, 1, 2, 3])
+    params = model.init(jax.random.key(0), x, jax.random.key(1), labels)["params"]
+    z = jnp.zeros((4, LATENT))
+    a, b = (model.apply({"params": params}, z, ys, method="decode") for ys in (labels, labels + 1))
+    assert not np.allclose(a, b)
+    mu = model.apply({"params": params}, x, labels, method="encode")[0]
+    assert not np.allclose(mu, model.apply({"params": params}, x, labels + 1, method="encode")[0])
+
+
+@pytest.mark.parametrize("options", [dict(objective="iwae", iwae_samples=3, gradient="dreg"),
+                                     dict(stochastic_layers=2, objective="iwae", iwae_samples=2, activation="tanh", depth=2, kl_warmup_epochs=0.5)])
+def test_importance_weighted_runs_through_the_runner(tmp_path, options):
+    results = runs.train(tiny("vae", hidden=32, latent=4, latent2=2, hidden2=16, nll_samples=6, **options), str(tmp_path))
+    assert math.isfinite(results["test_nll"]) and results["iwae_samples"] == options["iwae_samples"]
+    assert results["test_neg_iwae"] <= results["test_neg_elbo"] + 1.0
+
+
+def test_settings_that_do_not_go_together_are_refused():
+    with pytest.raises(ValueError, match="two stochastic layers are built of mlps"):
+        make_config("vae", stochastic_layers=2, arch="conv")
+    with pytest.raises(ValueError, match="a conditional VAE trains on the ELBO"):
+        make_config("vae", conditional=True, nll_samples=10)

@@ -12,13 +12,17 @@ from jaxae.objectives import Objective
 from jaxae.train.parallel import micro_batch_grad
 
 
-def make_train_step(objective: Objective, micro_batches: int = 1):
+def make_train_step(objective: Objective, micro_batches: int = 1, with_step: bool = False):
     """One gradient step of `objective` on `batch` with the optimizer held in `state`; with
     `micro_batches` > 1, its gradient summed in a fixed order over that many pieces of the batch
-    (`jaxae.train.parallel.micro_batch_grad`: the same bits on any device count dividing it)."""
+    (`jaxae.train.parallel.micro_batch_grad`: the same bits on any device count dividing it).
+    `with_step` passes the state's step to the objective as the keyword `step` (for schedules
+    inside the objective, such as the VAE's KL warm-up)."""
 
     def train_step(state, batch, key):
         def loss_fn(params, batch, key):
+            if with_step:
+                return objective(params, state.apply_fn, batch, key, step=state.step)
             return objective(params, state.apply_fn, batch, key)
 
         grads, metrics = micro_batch_grad(loss_fn, state.params, batch, key, micro_batches)
