@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import inspect
 import json
 import os
 import subprocess
@@ -30,7 +29,8 @@ from typing import Callable
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from benchmarks import cases, timing
 from benchmarks.timing import Runner, median
@@ -65,7 +65,7 @@ class Settings:
     devices: tuple[int, ...] = (1, 2, 4)
     scaling_models: tuple[str, ...] = ("vae", "ae-conv")
     scaling_epochs: int = 6  # per scaling run; the first one (it compiles) is not timed
-    parallel: tuple[str, ...] = ("jit", "pmap")  # fit's modes to scale; pmap only where fit has `parallel`
+    parallel: tuple[str, ...] = ("jit", "pmap")  # fit's parallel modes to scale
     torch: bool = True  # with the PyTorch reference, where torch is installed
     peers: tuple[str, ...] | None = None  # of PEER_NAMES; None: eager and compile, and max-autotune on CUDA
     precisions: tuple[str, ...] | None = None  # of JAX_PRECISION; None: fp32, and tf32 on a GPU
@@ -350,14 +350,12 @@ def scaling_rows(settings: Settings, train_rows: dict[str, dict], peak: float) -
     row of the same parallel mode.
     """
     counts = settings.devices if jax.devices()[0].platform == "cpu" else [n for n in settings.devices if n <= jax.device_count()]
-    has_modes = "parallel" in inspect.signature(fit).parameters
-    modes = [mode for mode in settings.parallel if mode == "jit" or has_modes]
     rows = []
     for name in settings.scaling_models:
         single = train_rows.get(name)
         k = fit_options(cases.config_of(name))["steps_per_dispatch"]
         dispatches = max(1, round(settings.window_seconds * single["steps_per_s"] / k)) if single else 2
-        for mode in modes:
+        for mode in settings.parallel:
             base = None
             for n in counts:
                 job = {"model": name, "parallel": mode, "devices": n, "dispatches": dispatches, "epochs": settings.scaling_epochs}

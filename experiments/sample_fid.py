@@ -10,10 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from jaxae import features
-from jaxae.config import Config, with_defaults
+from jaxae import features, runs
+from jaxae.config import from_record
 from jaxae.report.build import vae_sample_fid
-from jaxae.runs.common import load_split
 
 
 def main() -> None:
@@ -24,13 +23,14 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for workdir in args.runs:
         results = json.loads((workdir / "results.json").read_text())
-        config = Config(**with_defaults(results["config"]))  # a run saved before a field existed had its default
+        config = from_record(results["config"])  # a run saved before a field existed did what its model did then
         if config.model == "gan":
             fid, net = results["fid"], results["feature_network"]
             raw, floor = f"{results.get('fid_without_ema', fid):.2f}", f"{results['fid_floor']:.2f}"
         elif config.model == "vae":
-            count = len(load_split(config, "test")[0])
-            fid, raw, floor, net = vae_sample_fid(config, workdir, count), "-", "-", features.network(config.dataset).name
+            net = features.network_for(config, runs.prepare_data(config))
+            fid, raw, floor = vae_sample_fid(config, workdir, results["test_images"], net), "-", "-"
+            net = net.name
         else:
             raise SystemExit(f"{workdir} is a {config.model} run: give GAN or VAE runs")
         print(f"| {workdir} | {config.model} | {config.dataset} | {config.epochs} | {fid:.2f} | {raw} | {floor} | {net} |", flush=True)

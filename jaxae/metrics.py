@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxae.train.evaluate import map_examples
 

@@ -1,7 +1,6 @@
 """Test set-up: four CPU devices for the parallel tests and one compilation cache for the session
 (must run before any other JAX call), a feature-network cache per session, a quick feature
 network, and synthetic labelled datasets of any shape."""
-import functools
 import tempfile
 
 import jax
@@ -26,10 +25,15 @@ def feature_cache(tmp_path_factory):
 
 @pytest.fixture
 def quick_features(monkeypatch):
-    """Every feature network trained on 512 images for one epoch instead of the real recipe."""
+    """Every feature network trained on 512 images for one epoch, whatever recipe is asked for."""
     from jaxae import features
 
-    monkeypatch.setattr(features, "network", functools.partial(features.network, **QUICK_FEATURES))
+    network = features.network
+
+    def quick(data, seed=0, epochs=None, train_size=None, arch="conv"):
+        return network(data, seed=seed, arch=arch, **QUICK_FEATURES)
+
+    monkeypatch.setattr(features, "network", quick)
 
 
 def synthetic_images(n: int, shape=(28, 28, 1), classes: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,6 @@ from flax import linen as nn
 from jaxae.models.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, autoencoder
 from jaxae.models.layers import ConvTranspose2x, GroupNorm, PatchConv, depth_to_space, space_to_depth
 
-
 SHAPES = [(28, 28, 1), (16, 16, 1), (32, 32, 3), (64, 48, 3)]
 
 

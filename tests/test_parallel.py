@@ -21,7 +21,8 @@ from jaxae.models.gan import gan
 from jaxae.noise import Noise
 from jaxae.objectives import no_corruption, reconstruction, vae
 from jaxae.specs import vae as vae_spec
-from jaxae.train.gan import GANSettings, create_gan_state, make_train_step as make_gan_step
+from jaxae.train.gan import GANSettings, create_gan_state
+from jaxae.train.gan import make_train_step as make_gan_step
 from jaxae.train.loop import fit
 from jaxae.train.parallel import data_mesh, make_multi_step, micro_batch_grad, shard_key, sync_gradients
 from jaxae.train.state import create_train_state
@@ -282,3 +283,19 @@ def test_unrolled_dispatch_is_straight_line_and_equals_the_scan(steps):
     copy = jax.tree.map(jnp.copy, state)
     chex.assert_trees_all_close(unrolled(state, images, indices, jax.random.key(1)),
                                 make_multi_step(step, mesh)(copy, images, indices, jax.random.key(1)), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_micro_batches_give_the_same_bits_in_processes_of_1_and_2_devices():
+    """As users run it, one process per device count, for every built-in model. Up to the core
+    count the process's XLA:CPU thread pool has the same size (docs/distributed.md); beyond it
+    (4 forced devices on 2 cores) the conv models' large weight-gradient contractions differ."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPU cores for a 2-device process with the 1-device process's thread pool")
+    script = os.path.join(os.path.dirname(__file__), "scripts", "train_hashes.py")
+    processes = [subprocess.Popen([sys.executable, script], env=_devices_env(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for n in (1, 2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err for _, err in outputs]
+    one, two = (json.loads(out.splitlines()[-1]) for out, _ in outputs)
+    assert set(one) == {"ae", "dae", "sr", "vae", "gan", "classifier"} and one == two

@@ -11,10 +11,10 @@ import pytest
 
 from jaxae import losses, runs
 from jaxae.config import make_config, tiny
+from jaxae.data import DataInfo
 from jaxae.metrics import iwae_nll
 from jaxae.models.vae import LOGVAR_BOUND, VAE, binary_nll, reparameterize, sample
 from jaxae.objectives import binarize, vae
-from jaxae.data import DataInfo
 from jaxae.specs.vae import binarize_once, build_model, uses_binarization
 
 MNIST = DataInfo((28, 28, 1), 10, 60000, 10000)

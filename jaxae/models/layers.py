@@ -7,7 +7,7 @@ output phases (even/odd row, even/odd column) sums the contributions of the taps
 (2x2 of a 4x4 kernel), shifted to their output pixels; the phases are then interleaved. It has
 the same parameters and gives the same outputs and gradients as
 `flax.linen.ConvTranspose(features, kernel_size, strides=(2, 2), padding="SAME")`, but avoids the
-lhs-dilated convolution whose weight gradient is very slow on XLA:CPU (see shared/DESIGN.md). On
+lhs-dilated convolution whose weight gradient is very slow on XLA:CPU (benchmarks/README.md). On
 the DCGAN's layers it is also faster than four stride-1 convolutions, one per phase, most of all
 for few output channels (the 64 -> 1 output layer), where a convolution uses the CPU poorly.
 """

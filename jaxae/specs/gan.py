@@ -30,7 +30,7 @@ from jaxae.models.gan import gan
 from jaxae.outputs import save_grid
 from jaxae.registry import ModelSpec, register
 from jaxae.runs.common import optimizer
-from jaxae.train.gan import GANSettings, create_gan_state, make_train_step, sample_images, sample_latents, generate
+from jaxae.train.gan import GANSettings, create_gan_state, generate, make_train_step, sample_images, sample_latents
 
 PICTURE_SIDE = 8  # samples_epoch_XX.png shows PICTURE_SIDE x PICTURE_SIDE samples (a row per class if conditional)
 PER_CLASS = 1000  # conditional samples per class for conditional_accuracy

@@ -167,7 +167,8 @@ def evaluate_run(config: Config, state, data, key: jax.Array, history: list[dict
     if o.conditional:
         asked = np.repeat(np.arange(data.num_classes, dtype=np.int32), PER_CLASS)
         samples = jax.jit(sample, static_argnums=(1, 3))(state.params, model, jax.random.fold_in(key, 2), len(asked), asked)
-        results["conditional_accuracy"] = features.conditional_accuracy(features.network_for(config, data), samples, asked)
+        net = features.network_for(config, data)
+        results.update(conditional_accuracy=features.conditional_accuracy(net, samples, asked), **net.describe())
     return results
 
 

@@ -32,6 +32,7 @@ from jaxae.data import Split, epoch_permutation
 from jaxae.train.checkpoint import all_finite
 from jaxae.train.parallel import TrainStep, data_mesh, layout
 
+
 class NonFiniteError(FloatingPointError):
     """Training produced a NaN or Inf loss, metric or parameter."""
 

@@ -36,7 +36,8 @@ import numpy as np
 from flax.training.train_state import TrainState
 from jax import lax
 from jax.extend import random as jex_random
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxae.config import PARALLEL
 

@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-
 from jaxae.objectives import Objective
 from jaxae.train.parallel import micro_batch_grad
 
