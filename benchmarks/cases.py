@@ -4,6 +4,7 @@ Each case is a recipe (jaxae/configs/bench_*.toml: batch size, learning rate, sc
 model's initial state, train step and eval step (`eval_step(state, batch, key) -> outputs`) from
 the model's spec, and the steps per dispatch and unrolling that `fit` would use.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,7 +61,9 @@ def build(name: str, key: jax.Array) -> JaxCase:
     spec = registry.get(config.model)
     state = spec.init(config, DATA, TRAIN_IMAGES // config.batch_size, key)
     options = fit_options(config)
-    return JaxCase(name, config, state, spec.train_step(config, DATA), spec.eval_step(config, DATA), options["steps_per_dispatch"], options["unroll"])
+    return JaxCase(
+        name, config, state, spec.train_step(config, DATA), spec.eval_step(config, DATA), options["steps_per_dispatch"], options["unroll"]
+    )
 
 
 def arch(config: Config) -> str:

@@ -13,6 +13,7 @@ Rows, written as JSON lines to FILE as they finish, then printed as a table:
 - scaling: `fit` itself on 1, 2, 4 devices (forced CPU devices, one subprocess per count), with
   jit-with-sharding and, where `fit` has a `parallel` parameter, with `parallel="pmap"`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -174,7 +175,9 @@ class TorchSide:
         tensor = self.torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         options = cases.torch_options(config)
         mode = self.models.PEERS[peer]
-        return self.models.build(config.model, cases.arch(config), config.batch_size, config.learning_rate, tensor, self.device, mode, **options)
+        return self.models.build(
+            config.model, cases.arch(config), config.batch_size, config.learning_rate, tensor, self.device, mode, **options
+        )
 
     def peers_of(self, config, images: np.ndarray) -> list[Peer]:
         """`peer(config, images, name)` for each of self.peers, after forgetting the code compiled
@@ -408,9 +411,7 @@ def _number(value) -> str:
 
 
 def _markdown(header: list[str], lines: list[list]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
-        "| " + " | ".join(map(_number, line)) + " |" for line in lines
-    ]
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(map(_number, line)) + " |" for line in lines]
 
 
 def vs(row: dict) -> str:
@@ -423,7 +424,9 @@ def bar_lines(rows: list[dict]) -> list[str]:
     out = []
     for row in rows:
         bars = BARS.get((row.get("model"), row["kind"]), {})
-        checks = [f"{key} {row[key]:.3g} (bar {bar:.3g}): {'met' if row[key] >= bar else 'MISSED'}" for key, bar in bars.items() if key in row]
+        checks = [
+            f"{key} {row[key]:.3g} (bar {bar:.3g}): {'met' if row[key] >= bar else 'MISSED'}" for key, bar in bars.items() if key in row
+        ]
         if checks:
             out.append(f"- {row['model']} {row['kind']} ({vs(row)}): " + "; ".join(checks))
     return out
@@ -445,7 +448,17 @@ def strongest(rows: list[dict]) -> list[dict]:
 
 def strongest_lines(rows: list[dict]) -> list[str]:
     """The markdown table of `strongest(rows)`: JAX against its strongest peer, then against eager."""
-    header = ["model", "phase", "precision", "strongest peer", "JAX steps/s", "peer steps/s", "JAX/peer", "torch eager steps/s", "JAX/eager"]
+    header = [
+        "model",
+        "phase",
+        "precision",
+        "strongest peer",
+        "JAX steps/s",
+        "peer steps/s",
+        "JAX/peer",
+        "torch eager steps/s",
+        "JAX/eager",
+    ]
     lines = []
     for s in strongest(rows):
         top, eager = s["strongest"], s["eager"] or {}
@@ -458,7 +471,9 @@ def table(rows: list[dict]) -> str:
     """The rows as markdown: the peaks, one line per train/eval row (one per peer and precision),
     JAX against the strongest peer, scaling, then the bars."""
     peaks = [r for r in rows if r["kind"] == "peak"]
-    env = {k: peaks[0].get(k) for k in ("jax", "jaxlib", "device_kind", "device_count", "platform", "torch", "torch_threads", "torch_device")}
+    env = {
+        k: peaks[0].get(k) for k in ("jax", "jaxlib", "device_kind", "device_count", "platform", "torch", "torch_threads", "torch_device")
+    }
     text = ["Environment: " + ", ".join(f"{k} {v}" for k, v in env.items() if v is not None), ""]
     for peak in peaks:
         text.append(
@@ -466,8 +481,8 @@ def table(rows: list[dict]) -> str:
             + (f", PyTorch {peak['torch_flops_per_s'] / 1e9:.1f} GFLOP/s" if "torch_flops_per_s" in peak else "")
         )
     text.append("")
-    header = ["model", "phase", "precision", "peer", "batch", "params", "K", "JAX compile s", "peer compile s", "JAX steps/s", "JAX images/s",
-              "GFLOP/s", "% peak", "peer steps/s", "JAX/peer"]  # fmt: skip
+    header = ["model", "phase", "precision", "peer", "batch", "params", "K", "JAX compile s", "peer compile s",
+              "JAX steps/s", "JAX images/s", "GFLOP/s", "% peak", "peer steps/s", "JAX/peer"]  # fmt: skip
     lines = [
         [r["model"], r["kind"], r["precision"], r.get("peer") or "-", r["batch_size"], r["params"], r.get("steps_per_dispatch", 1),
          r["compile_s"], r.get("torch_compile_s"), r.get("steps_per_s"), r.get("images_per_s"),
@@ -513,7 +528,11 @@ def _choices(allowed: dict) -> Callable[[str], tuple[str, ...]]:
 def parse_settings(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short windows, fewer scaling runs: a few minutes on 2 CPU cores")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.jsonl"), help="JSON lines file (overwritten); the table goes to FILE with suffix .md")
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "benchmarks" / "results.jsonl"),
+        help="JSON lines file (overwritten); the table goes to FILE with suffix .md",
+    )
     parser.add_argument("--models", type=_names, help=f"comma-separated, of {','.join(cases.SPECS)}")
     parser.add_argument("--scaling-models", type=_names, help="comma-separated; empty: no scaling rows")
     parser.add_argument("--devices", type=lambda s: tuple(int(n) for n in _names(s)), help="device counts of the scaling rows, e.g. 1,2,4")
@@ -523,8 +542,14 @@ def parse_settings(argv: list[str] | None) -> tuple[argparse.Namespace, Settings
     parser.add_argument("--scaling-epochs", type=int, help="epochs per scaling run (the first is not timed)")
     parser.add_argument("--parallel", type=_names, help="fit's parallel modes of the scaling rows: jit,pmap")
     parser.add_argument("--no-torch", dest="torch", action="store_false", default=None, help="skip the PyTorch reference")
-    parser.add_argument("--peers", type=_choices(PEER_NAMES), help=f"PyTorch peers, of {','.join(PEER_NAMES)} (default: eager,compile; on CUDA also max-autotune)")
-    parser.add_argument("--precisions", type=_choices(JAX_PRECISION), help="matmul precisions, of fp32,tf32 (default: fp32; on a GPU fp32,tf32)")
+    parser.add_argument(
+        "--peers",
+        type=_choices(PEER_NAMES),
+        help=f"PyTorch peers, of {','.join(PEER_NAMES)} (default: eager,compile; on CUDA also max-autotune)",
+    )
+    parser.add_argument(
+        "--precisions", type=_choices(JAX_PRECISION), help="matmul precisions, of fp32,tf32 (default: fp32; on a GPU fp32,tf32)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     fields = {f.name for f in dataclasses.fields(Settings)}

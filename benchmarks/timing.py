@@ -3,6 +3,7 @@
 A runner is `window(n) -> seconds`: it does n units of work (a dispatch of K steps, one PyTorch
 step, one matmul) and waits for the device only once, at the end. Rates are medians over windows.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -10,6 +10,7 @@ Each case runs as one of three peers (`PEERS`): eager PyTorch, or with the whole
 forward, loss, backward, optimizer) and the eval pass under `torch.compile`, in its default mode
 or in "max-autotune" (which on CUDA also runs the compiled graphs as CUDA graphs).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -219,8 +220,9 @@ def blurry(factor: int):
     return lambda x: F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="bicubic").clamp(0.0, 1.0)
 
 
-def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float, latent: int, ema_decay: float,
-             compile_mode: str | None = None) -> TorchCase:
+def gan_case(
+    sample, device: torch.device, batch_size: int, lr: float, b1: float, latent: int, ema_decay: float, compile_mode: str | None = None
+) -> TorchCase:
     """The two-phase DCGAN step of jaxae.train.gan.train_step, with the generator's moving
     average updated after each step where ema_decay > 0 (as there); evaluate() generates a batch
     with the average, or the generator itself without one. With a `compile_mode`, both compiled."""
@@ -239,9 +241,7 @@ def gan_case(sample, device: torch.device, batch_size: int, lr: float, b1: float
         with torch.no_grad():
             fake = g(latents())
         real_logits, fake_logits = d(torch.cat([real, fake])).chunk(2)
-        d_loss = F.binary_cross_entropy_with_logits(real_logits, ones) + F.binary_cross_entropy_with_logits(
-            fake_logits, zeros
-        )
+        d_loss = F.binary_cross_entropy_with_logits(real_logits, ones) + F.binary_cross_entropy_with_logits(fake_logits, zeros)
         update(d_opt, d_loss)
         d.requires_grad_(False)
         update(g_opt, F.binary_cross_entropy_with_logits(d(g(latents())), ones))
@@ -270,8 +270,16 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build(model: str, arch: str, batch_size: int, lr: float, images: torch.Tensor, device: torch.device,
-          compile_mode: str | None = None, **options) -> TorchCase:
+def build(
+    model: str,
+    arch: str,
+    batch_size: int,
+    lr: float,
+    images: torch.Tensor,
+    device: torch.device,
+    compile_mode: str | None = None,
+    **options,
+) -> TorchCase:
     """The case of jaxae's `model` ("ae", "dae", "sr", "vae", "gan") on uint8 `images` (N, 1, 28, 28),
     eager or with its steps under `torch.compile(mode=compile_mode)` (compiled at their first call).
 

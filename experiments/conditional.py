@@ -8,14 +8,19 @@ class that the dataset's feature network assigns to that class) and, for the GAN
 
 Finished runs in --out are reused (same config) and printed again.
 """
+
 import argparse
 from pathlib import Path
 
 from jaxae.config import make_config
 from jaxae.report.build import ensure_run
 
-RUNS = {f"{model}_{arch}_{dataset}": dict(model=model, arch=arch, dataset=dataset)
-        for dataset in ("mnist", "fashion_mnist") for model in ("vae", "gan") for arch in ("mlp", "conv")}
+RUNS = {
+    f"{model}_{arch}_{dataset}": dict(model=model, arch=arch, dataset=dataset)
+    for dataset in ("mnist", "fashion_mnist")
+    for model in ("vae", "gan")
+    for arch in ("mlp", "conv")
+}
 
 
 def main() -> None:
@@ -30,7 +35,10 @@ def main() -> None:
         config = make_config(**RUNS[name], conditional=True, epochs=args.epochs, progress=False)
         r = ensure_run(config, Path(args.out) / name)
         fid = f"{r['fid']:.2f}" if "fid" in r else "-"
-        print(f"| {name} | {args.epochs} | {r['conditional_accuracy']:.4f} | {fid} | `{r['feature_network']}` | {r['train_seconds']:.0f} |", flush=True)
+        print(
+            f"| {name} | {args.epochs} | {r['conditional_accuracy']:.4f} | {fid} | `{r['feature_network']}` | {r['train_seconds']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

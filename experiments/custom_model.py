@@ -8,6 +8,7 @@ resumes with --resume, and `--help` lists its options.
     .venv/bin/python experiments/custom_model.py --epochs 2 --workdir runs/sparse_ae
     .venv/bin/python experiments/custom_model.py --help
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,11 +90,19 @@ def pictures(config: Config, state, data, key: jax.Array, folder, history: list[
     save_grid(folder / "samples.png", [clean, jax.nn.sigmoid(state.apply_fn({"params": state.params}, clean)[0])])
 
 
-registry.register(registry.ModelSpec(
-    name="sparse_ae", summary="sparse autoencoder (experiments/custom_model.py): an L1 penalty on a ReLU code",
-    options=SparseOptions, init=init, train_step=train_step, eval_step=eval_step, evaluate=evaluate_run,
-    pictures=pictures, defaults={"epochs": 2, "learning_rate": 3e-3},
-))
+registry.register(
+    registry.ModelSpec(
+        name="sparse_ae",
+        summary="sparse autoencoder (experiments/custom_model.py): an L1 penalty on a ReLU code",
+        options=SparseOptions,
+        init=init,
+        train_step=train_step,
+        eval_step=eval_step,
+        evaluate=evaluate_run,
+        pictures=pictures,
+        defaults={"epochs": 2, "learning_rate": 3e-3},
+    )
+)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ the gaussian (sigma 0.2) denoiser on Fashion-MNIST, each with its baselines.
 
 Finished runs in --out are reused (same config) and printed again.
 """
+
 import argparse
 from pathlib import Path
 

@@ -6,6 +6,7 @@ For a GAN run, its results.json's fid (10000 samples), fid_without_ema (where it
 moving average of the generator) and fid_floor; for a VAE run, the FID of as many prior samples
 (Bernoulli means) as its test split has images, computed here.
 """
+
 import argparse
 import json
 from pathlib import Path

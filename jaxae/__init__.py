@@ -2,6 +2,7 @@
 Fashion-MNIST and the researcher's own images. Start with
 `jaxae.runs.train(jaxae.make_config(...), workdir)` or the `jaxae` command; add a model with
 `jaxae.registry.register`. Importing jaxae changes nothing in JAX (see `jaxae.fast_random`)."""
+
 from jaxae import data, losses, metrics, noise, registry
 from jaxae.config import Config, make_config, tiny
 

@@ -5,6 +5,7 @@ Denoising baselines are scored with `jaxae.runs.common.restoration_metrics`.
 Images are float32 (N, H, W, C) in [0, 1]. Interpolation baselines for super-resolution are
 `jaxae.noise.upsample` with method "nearest" or "bicubic".
 """
+
 from __future__ import annotations
 
 import jax

@@ -9,6 +9,7 @@ images, and write the autoencoder lesson's report.
 `jaxae train --help` lists every option with its default, the common ones first and then each
 model's own; the options are generated from the config's field declarations (jaxae.config).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,10 +94,14 @@ def _common_defaults() -> dict[str, dict[str, list[str]]]:
 
 def _train_parser(sub, model: str | None) -> argparse.ArgumentParser:
     # Options left out stay out, so that the recipe's and the model's own defaults apply.
-    p = sub.add_parser("train", help="train and evaluate one model", argument_default=argparse.SUPPRESS,
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=None if model else model_options_help(),
-                       description="Train and evaluate one model; every option not given takes the recipe's value, "
-                       "else the model's default.")
+    p = sub.add_parser(
+        "train",
+        help="train and evaluate one model",
+        argument_default=argparse.SUPPRESS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=None if model else model_options_help(),
+        description="Train and evaluate one model; every option not given takes the recipe's value, else the model's default.",
+    )
     p.add_argument("--model", choices=registry.names(), help="the model to train (default: ae, or the recipe's)")
     p.add_argument("--recipe", metavar="NAME", help=f"start from a named config: {', '.join(recipes.names())}, or a .toml path")
     p.add_argument("--workdir", required=True, help="folder for metrics.jsonl, results.json, checkpoints and pictures")
@@ -126,8 +131,12 @@ def model_options_help() -> str:
 def build_parser(model: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; `train` holds the options of `model` (None: the common ones, with every
     model's own listed in its help)."""
-    parser = _Parser(prog="jaxae", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser = _Parser(
+        prog="jaxae",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub, model)
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)

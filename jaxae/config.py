@@ -10,6 +10,7 @@ is written. Each model's section is the `options` dataclass of its `jaxae.regist
     config.options.latent                    # the model's own fields
     config.to_dict()                         # one flat dict, as results.json and checkpoints store it
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -141,10 +142,24 @@ class Config:
     steps_per_dispatch: int = option(64, "training steps per compiled dispatch (lax.scan)", range=POSITIVE_INT, resumable=True)
     progress: bool = option(True, "show a progress bar", resumable=True)
     resume: bool = option(False, "continue from the latest checkpoint in the workdir", resumable=True)
-    checkpoint_every: int = option(0, "also checkpoint every N steps within epochs (0: at each epoch's end only)", range=NON_NEGATIVE, resumable=True)
-    parallel: str = option("jit", "data parallelism over all devices: jit over a device mesh, or pmap (same numbers)", choices=PARALLEL, resumable=True)
-    micro_batches: int = option(1, "sum each step's gradient over K fixed pieces of the batch in a fixed order: the same bits on any device count dividing K (jit only)", range=POSITIVE_INT)
-    device_data_limit: float | None = option(None, "MB of training data held on the device; larger data streams from host memory or disk (default: a quarter of the device's memory)", range=NON_NEGATIVE, resumable=True)
+    checkpoint_every: int = option(
+        0, "also checkpoint every N steps within epochs (0: at each epoch's end only)", range=NON_NEGATIVE, resumable=True
+    )
+    parallel: str = option(
+        "jit", "data parallelism over all devices: jit over a device mesh, or pmap (same numbers)", choices=PARALLEL, resumable=True
+    )
+    micro_batches: int = option(
+        1,
+        "sum each step's gradient over K fixed pieces of the batch in a fixed order: the same bits on device counts dividing K "
+        "(jit only; docs/distributed.md)",
+        range=POSITIVE_INT,
+    )
+    device_data_limit: float | None = option(
+        None,
+        "MB of training data held on the device; larger data streams from host memory or disk (default: a quarter of the device's memory)",
+        range=NON_NEGATIVE,
+        resumable=True,
+    )
     options: Any = None
 
     def __post_init__(self):
@@ -158,7 +173,10 @@ class Config:
             raise ValueError(f"options of a {self.model} run must be {spec.options.__name__}, got {type(self.options).__name__}")
         check_fields(self.options)
         if self.batch_size % self.micro_batches:
-            raise ValueError(f"batch_size {self.batch_size} does not split into {self.micro_batches} micro-batches: use a multiple of {self.micro_batches}")
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split into {self.micro_batches} micro-batches: "
+                f"use a multiple of {self.micro_batches}"
+            )
         if self.micro_batches > 1 and self.parallel != "jit":
             raise ValueError("micro_batches needs parallel jit (the default)")
         if self.train_size is not None and self.batch_size > self.train_size:

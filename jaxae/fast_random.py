@@ -11,6 +11,7 @@ jaxae does not, the `jaxae` command and the benchmarks do. It relies on JAX inte
 nothing (returns False) where they are not found; tests/test_fast_random.py checks that it takes
 effect on the pinned JAX and that the bits are unchanged.
 """
+
 from __future__ import annotations
 
 

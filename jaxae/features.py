@@ -12,6 +12,7 @@ by its path and its fingerprint. Features are the classifier's penultimate activ
     net.fid(generated, test_images)     # a float, squared feature units
     net.describe()                      # name and accuracy, for results
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,8 +98,18 @@ def train_classifier(model: Classifier, data: Dataset, seed: int, epochs: int) -
     # On one device, so that the network (and every FID on it) is the same whatever the device count;
     # conv gradients one step per dispatch (XLA:CPU runs them far slower inside a loop).
     dispatch = {"steps_per_dispatch": 1, "unroll": True} if model.arch == "conv" else {"steps_per_dispatch": 64}
-    result = fit(state, make_train_step(classification()), data.train, key=data_key, shuffle_key=data_key, epochs=epochs,
-                 batch_size=BATCH_SIZE, progress=False, mesh=data_mesh(jax.local_devices()[:1]), **dispatch)
+    result = fit(
+        state,
+        make_train_step(classification()),
+        data.train,
+        key=data_key,
+        shuffle_key=data_key,
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        progress=False,
+        mesh=data_mesh(jax.local_devices()[:1]),
+        **dispatch,
+    )
     params = jax.device_get(result.state.params)
     test = data.test.load()
     return params, float(np.mean(FeatureNetwork("", 0.0, model, params).predict(test["image"]) == test["label"]))
@@ -178,9 +189,13 @@ def sample_scores(net: FeatureNetwork, generated, train: data_module.Split, test
 class FeatureOptions:
     """The feature network's recipe, for the models whose results use it (FID, conditional accuracy)."""
 
-    classifier_arch: str = option("conv", "the feature classifier behind the FID and the conditional accuracy: conv, or mlp (cheaper)", choices=ARCHS)
+    classifier_arch: str = option(
+        "conv", "the feature classifier behind the FID and the conditional accuracy: conv, or mlp (cheaper)", choices=ARCHS
+    )
     classifier_epochs: int = option(EPOCHS, "epochs of the feature classifier", range=POSITIVE_INT)
-    classifier_train_size: int | None = option(None, "train the feature classifier on the first N training images (default: all)", range=POSITIVE_INT)
+    classifier_train_size: int | None = option(
+        None, "train the feature classifier on the first N training images (default: all)", range=POSITIVE_INT
+    )
 
 
 def network_for(config, data: Dataset) -> FeatureNetwork:

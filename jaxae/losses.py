@@ -3,6 +3,7 @@
 Units: `bce_with_logits` and `gaussian_nll` are in nats per element; summing over pixels gives nats
 per image. `kl_diag_gaussian` is in nats per latent unit.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,9 +36,7 @@ def kl_diag_gaussian(mu: jax.Array, logvar: jax.Array) -> jax.Array:
 
 def gan_d_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
     """Discriminator BCE per example: real labelled 1, fake labelled 0; shapes (N,) -> (N,)."""
-    return bce_with_logits(real_logits, jnp.ones_like(real_logits)) + bce_with_logits(
-        fake_logits, jnp.zeros_like(fake_logits)
-    )
+    return bce_with_logits(real_logits, jnp.ones_like(real_logits)) + bce_with_logits(fake_logits, jnp.zeros_like(fake_logits))
 
 
 def gan_g_loss(fake_logits: jax.Array) -> jax.Array:

@@ -11,6 +11,7 @@ that a broken output never passes for a perfect one.
 `fid_from_features` is a host-side float64 numpy computation on feature vectors that a classifier
 produced; it is not jittable and returns a Python float.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,9 +29,7 @@ def _check_images(name: str, x: jax.Array, y: jax.Array) -> None:
     if x.shape != y.shape:
         raise ValueError(f"{name}: x and y must have the same shape, got {x.shape} and {y.shape}")
     if x.ndim not in (3, 4):
-        raise ValueError(
-            f"{name}: expected images (H, W, C) or batches (N, H, W, C), got shape {x.shape}"
-        )
+        raise ValueError(f"{name}: expected images (H, W, C) or batches (N, H, W, C), got shape {x.shape}")
 
 
 def _as_float_images(name: str, x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> tuple[jax.Array, jax.Array]:
@@ -184,10 +183,7 @@ def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
         if not np.all(np.isfinite(f)):
             raise ValueError(f"fid_from_features: {name} contains NaN or inf")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"fid_from_features: feature dimensions differ: a is {a.shape}, b is {b.shape} "
-            f"(d={a.shape[1]} vs d={b.shape[1]})"
-        )
+        raise ValueError(f"fid_from_features: feature dimensions differ: a is {a.shape}, b is {b.shape} (d={a.shape[1]} vs d={b.shape[1]})")
 
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a = np.cov(a, rowvar=False, ddof=1).reshape(a.shape[1], a.shape[1])
@@ -239,8 +235,9 @@ def iwae_nll(
     """
     if k < 1:
         raise ValueError(f"iwae_nll: k must be at least 1, got {k}")
-    values = map_examples(_log_mean_weights_of(model, k, min(chunk_size, k)), params, {"image": jnp.asarray(images, jnp.float32)},
-                          key, batch_size)
+    values = map_examples(
+        _log_mean_weights_of(model, k, min(chunk_size, k)), params, {"image": jnp.asarray(images, jnp.float32)}, key, batch_size
+    )
     return -float(np.mean(values, dtype=np.float64))
 
 

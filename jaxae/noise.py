@@ -4,6 +4,7 @@ Every function takes float images in [0, 1] of any shape (typically (N, H, W, C)
 shape and dtype, clips to [0, 1], and works under jit, vmap and pmap. The same key gives the same
 noise. `downsample` / `upsample` change the spatial size and are deterministic.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -7,6 +7,7 @@ are scalars averaged over the batch, so that averaging equal-size batches gives 
 The VAE objectives also take an optional keyword `step` (the train state's step, for the warm-up
 of the latent term; without it, as in evaluation, the warm-up is over).
 """
+
 from __future__ import annotations
 
 import math

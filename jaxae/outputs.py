@@ -3,6 +3,7 @@
 Every file is created with the mode the umask gives any new file (0o666 & ~umask, 0644 under the
 usual umask 022), the atomically replaced ones included.
 """
+
 from __future__ import annotations
 
 import json

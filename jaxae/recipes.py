@@ -10,6 +10,7 @@ A recipe file holds `model = "NAME"` and any common fields and options of that m
 `jaxae train --recipe NAME` starts from it (options given on the command line win), and the
 report and the benchmarks build their configs from recipes too.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -35,7 +36,7 @@ def load(name: str) -> dict:
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML ({err})") from None
     if "model" not in values:
-        raise ValueError(f"{path}: a recipe needs model = \"NAME\"")
+        raise ValueError(f'{path}: a recipe needs model = "NAME"')
     return values
 
 

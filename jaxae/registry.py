@@ -28,6 +28,7 @@ The hooks, with `info` the data's `jaxae.data.DataInfo` and `state` the model's 
 the common fields it sets otherwise (say epochs), and `absent` the values a saved config lacking
 a field had before that field existed.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,6 +1,7 @@
 """Test set-up: four CPU devices for the parallel tests and one compilation cache for the session
 (must run before any other JAX call), a feature-network cache per session, a quick feature
 network, and synthetic labelled datasets of any shape."""
+
 import tempfile
 
 import jax

@@ -1,4 +1,5 @@
 """The classical baselines: PCA (leading components of the pixel covariance) and the gaussian blur."""
+
 import jax.numpy as jnp
 import numpy as np
 

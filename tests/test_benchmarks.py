@@ -1,5 +1,6 @@
 """The benchmark machinery on a tiny run: JSON lines with the fields the table and the bars need;
 the pairing of JAX windows with each PyTorch peer's; the compiled PyTorch steps against eager ones."""
+
 import importlib.util
 import json
 
@@ -21,7 +22,11 @@ def test_tiny_run_writes_json_lines_and_a_table(tmp_path, capsys):
     rows = run.main(tiny + ["--peers", "eager,compile"])
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
     peers = ["torch eager", "torch.compile"] if HAS_TORCH else [None]
-    assert [(r["kind"], r.get("peer")) for r in rows] == [("peak", None), *[(k, p) for k in ("train", "eval") for p in peers], ("scaling", None)]
+    assert [(r["kind"], r.get("peer")) for r in rows] == [
+        ("peak", None),
+        *[(k, p) for k in ("train", "eval") for p in peers],
+        ("scaling", None),
+    ]
     peak, train, scaling = rows[0], rows[1], rows[-1]
     assert peak["flops_per_s"] > 0 and peak["precision"] == "fp32"
     for row in rows[1:-1]:
@@ -105,7 +110,10 @@ def test_every_row_names_its_peer_and_precision_and_the_strongest_peer_leads():
             {**_row("torch.compile", 1.0, kind="eval"), "ratio": None, "error": "RuntimeError: no compiler"}]  # fmt: skip
     del rows[-1]["ratio"]
     leads = run.strongest(rows)
-    assert [(s["precision"], s["strongest"]["peer"], s["eager"]["ratio"]) for s in leads] == [("fp32", "torch.compile", 2.2), ("tf32", "torch.compile", 3.0)]
+    assert [(s["precision"], s["strongest"]["peer"], s["eager"]["ratio"]) for s in leads] == [
+        ("fp32", "torch.compile", 2.2),
+        ("tf32", "torch.compile", 3.0),
+    ]
     text = run.table(rows)
     assert "Matmul peak (float32 8^2, fp32): JAX 200.0 GFLOP/s, PyTorch 100.0" in text and "Matmul peak (float32 8^2, tf32)" in text
     assert "| vae | train | fp32 | torch.compile max-autotune | 128 |" in text
@@ -156,7 +164,9 @@ def test_compiled_step_trains_as_the_eager_step(name):
     torch._dynamo.reset()  # the steps of earlier tests' models are versions of the same code
     for mode in (None, "default"):
         torch.manual_seed(0)
-        case = torch_models.build(config.model, cases.arch(config), 8, 1e-3, images, torch.device("cpu"), mode, **cases.torch_options(config))
+        case = torch_models.build(
+            config.model, cases.arch(config), 8, 1e-3, images, torch.device("cpu"), mode, **cases.torch_options(config)
+        )
         params = [p for m in case.modules for p in m.parameters()]
         initial = [p.detach().clone() for p in params]
         with torch._inductor.config.patch(fallback_random=True):

@@ -1,4 +1,5 @@
 """Checkpoints: bit-exact restores, and one-line refusals of damaged or non-finite checkpoints."""
+
 import json
 import shutil
 
@@ -126,8 +127,11 @@ def test_an_undamaged_checkpoint_restores_bit_exactly(tmp_path):
     chex.assert_trees_all_equal_dtypes(_host(state), expected)
     assert so_far == SO_FAR
     digest = json.loads((tmp_path / "2" / "digest" / "metadata").read_text())
-    assert digest == {"state_sha256": state_sha256(expected), "config_sha256": json_sha256(CONFIG.to_dict()),
-                      "epoch_so_far_sha256": json_sha256(SO_FAR)}
+    assert digest == {
+        "state_sha256": state_sha256(expected),
+        "config_sha256": json_sha256(CONFIG.to_dict()),
+        "epoch_so_far_sha256": json_sha256(SO_FAR),
+    }
 
 
 def test_a_fresh_template_takes_the_saved_values_in_its_own_dtypes(tmp_path):
@@ -160,8 +164,12 @@ def test_the_state_digest_sees_every_byte_dtype_and_shape():
     assert state_sha256(tree) == state_sha256(same)
     flipped = {**tree, "b": tree["b"].copy()}
     flipped["b"].view(np.uint8)[5] ^= 1
-    for other in (flipped, {**tree, "a": tree["a"].reshape(3, 2)}, {**tree, "a": tree["a"].astype(np.uint32)},
-                  {"a": tree["b"], "b": tree["a"]}):
+    for other in (
+        flipped,
+        {**tree, "a": tree["a"].reshape(3, 2)},
+        {**tree, "a": tree["a"].astype(np.uint32)},
+        {"a": tree["b"], "b": tree["a"]},
+    ):
         assert state_sha256(other) != state_sha256(tree)
 
 

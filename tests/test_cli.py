@@ -1,4 +1,5 @@
 """The `jaxae` command end to end with a tiny config, and its one-line errors."""
+
 import json
 import subprocess
 import sys
@@ -10,10 +11,35 @@ from jaxae import cli
 
 def test_train_end_to_end(tmp_path):
     workdir = tmp_path / "run"
-    command = [sys.executable, "-m", "jaxae.cli", "train", "--model", "dae", "--arch", "mlp",
-               "--dataset", "fashion_mnist", "--code-size", "4", "--noise", "gaussian:0.2", "--epochs", "1",
-               "--batch-size", "32", "--train-size", "128", "--test-size", "64", "--seed", "3",
-               "--no-progress", "--workdir", str(workdir)]
+    command = [
+        sys.executable,
+        "-m",
+        "jaxae.cli",
+        "train",
+        "--model",
+        "dae",
+        "--arch",
+        "mlp",
+        "--dataset",
+        "fashion_mnist",
+        "--code-size",
+        "4",
+        "--noise",
+        "gaussian:0.2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--train-size",
+        "128",
+        "--test-size",
+        "64",
+        "--seed",
+        "3",
+        "--no-progress",
+        "--workdir",
+        str(workdir),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     results = json.loads((workdir / "results.json").read_text())

@@ -2,6 +2,7 @@
 present and finite, its pictures are written, a resumed run gives the straight run's numbers, its
 train step compiles once, and it trains on images of any shape. A new model is tested by being
 registered (the sparse autoencoder of experiments/custom_model.py is, here)."""
+
 import importlib.util
 import json
 import math

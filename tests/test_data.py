@@ -1,4 +1,5 @@
 """The built-in datasets (jaxae.data.builtin): real offline sources, IDX parsing, verification, TFDS round trip, batching."""
+
 import gzip
 import os
 import pickle

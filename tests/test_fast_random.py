@@ -1,5 +1,6 @@
 """The unrolled threefry lowering on CPU: an explicit opt-in, registered on this JAX, unrolled,
 and bit-identical."""
+
 import subprocess
 import sys
 
@@ -15,7 +16,10 @@ ROLLED = "import jax{}; print('while' in jax.jit(lambda k: jax.random.bits(k, (6
 
 
 def test_importing_jaxae_leaves_jax_unchanged():
-    for imports, rolled in ((", jaxae, jaxae.runs, jaxae.cli", "True"), (", jaxae.fast_random; jaxae.fast_random.use_unrolled_threefry_on_cpu()", "False")):
+    for imports, rolled in (
+        (", jaxae, jaxae.runs, jaxae.cli", "True"),
+        (", jaxae.fast_random; jaxae.fast_random.use_unrolled_threefry_on_cpu()", "False"),
+    ):
         done = subprocess.run([sys.executable, "-c", ROLLED.format(imports)], capture_output=True, text=True, timeout=120)
         assert done.stdout.strip() == rolled, (imports, done.stderr)
 

@@ -1,4 +1,5 @@
 """The FID feature network: trained once per recipe and dataset and cached, features, FID on real digits."""
+
 import chex
 import jax.numpy as jnp
 import numpy as np
@@ -51,7 +52,10 @@ def test_cache_name_says_dataset_recipe_and_seed(digits, synthetic):
     model = Classifier()
     assert features.network_name(digits, model, 3, 2, None) == "classifier-mnist-conv32s2-64s2-dense128-adam2ep-seed3"
     own = synthetic((16, 16, 3))
-    assert features.network_name(own, model, 0, 1, 64) == f"classifier-synthetic_16_16_3_-{own.fingerprint}-conv32s2-64s2-dense128-adam1ep-first64-seed0"
+    assert (
+        features.network_name(own, model, 0, 1, 64)
+        == f"classifier-synthetic_16_16_3_-{own.fingerprint}-conv32s2-64s2-dense128-adam1ep-first64-seed0"
+    )
 
 
 def test_a_dataset_without_labels_has_no_feature_network(synthetic):

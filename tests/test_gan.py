@@ -1,4 +1,5 @@
 """GAN models, the two-phase step and the run: phases touch only their own network, keys, traces."""
+
 import json
 
 import chex
@@ -117,8 +118,7 @@ def test_both_phases_train_against_the_trained_generator_not_its_average(batch):
     scrambled = state.replace(generator_ema=jax.tree.map(jnp.zeros_like, state.generator_ema))
     step = _step(ema_decay=0.9)
     (new, metrics), (other, other_metrics) = step(state, batch, jax.random.key(0)), step(scrambled, batch, jax.random.key(0))
-    chex.assert_trees_all_equal((new.generator, new.discriminator, metrics),
-                                (other.generator, other.discriminator, other_metrics))
+    chex.assert_trees_all_equal((new.generator, new.discriminator, metrics), (other.generator, other.discriminator, other_metrics))
 
 
 def test_r1_penalty_of_a_linear_discriminator_is_half_gamma_times_its_squared_weights():
@@ -131,8 +131,9 @@ def test_r1_penalty_of_a_linear_discriminator_is_half_gamma_times_its_squared_we
 def test_r1_adds_its_penalty_to_the_discriminator_update_only(batch):
     real = batch["image"].astype(jnp.float32) / 255
     state = _state()
-    (plain, plain_metrics), (penalized, metrics) = (_discriminator_phase(state, _settings(r1=r1), real, None, jax.random.key(0))
-                                                    for r1 in (0.0, 10.0))
+    (plain, plain_metrics), (penalized, metrics) = (
+        _discriminator_phase(state, _settings(r1=r1), real, None, jax.random.key(0)) for r1 in (0.0, 10.0)
+    )
     assert "d_r1" not in plain_metrics and float(metrics["d_r1"]) > 0
     assert metrics["d_loss"] == plain_metrics["d_loss"]  # reported without the penalty
     chex.assert_trees_all_equal(penalized.generator, plain.generator)
@@ -143,8 +144,10 @@ def test_lazy_r1_applies_a_stronger_penalty_on_every_nth_step_only(batch):
     real = batch["image"].astype(jnp.float32) / 255
     state, key = _state(), jax.random.key(0)
     _, every_step = _discriminator_phase(state, _settings(r1=10.0), real, None, key)
-    lazy = {step: _discriminator_phase(state.replace(step=jnp.int32(step)), _settings(r1=10.0, r1_every=3), real, None, key)
-            for step in (0, 1, 2, 3)}
+    lazy = {
+        step: _discriminator_phase(state.replace(step=jnp.int32(step)), _settings(r1=10.0, r1_every=3), real, None, key)
+        for step in (0, 1, 2, 3)
+    }
     for step in (0, 3):
         np.testing.assert_allclose(lazy[step][1]["d_r1"], 3 * every_step["d_r1"], rtol=1e-5)
     for step in (1, 2):
@@ -174,16 +177,16 @@ def test_train_step_updates_both_and_is_deterministic(batch):
     for name in ("d_real_acc", "d_fake_acc"):
         assert 0.0 <= float(metrics[name]) <= 1.0
     other, _ = step(state, batch, jax.random.key(6))
-    assert not np.allclose(other.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"],
-                           new.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"])
+    assert not np.allclose(
+        other.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"], new.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"]
+    )
 
 
 def test_step_compiles_once_under_fit(batch):
     chex.clear_trace_counter()
     step = chex.assert_max_traces(gan_train.make_train_step(_settings()), n=1)
     images = {k: np.tile(np.asarray(v), (4, *[1] * (v.ndim - 1))) for k, v in batch.items()}
-    result = fit(_state(), step, images, key=jax.random.key(0), epochs=3, batch_size=16, steps_per_dispatch=2,
-                 progress=False)
+    result = fit(_state(), step, images, key=jax.random.key(0), epochs=3, batch_size=16, steps_per_dispatch=2, progress=False)
     assert result.steps == 3 * 4 and int(result.state.step) == 12
     assert [set(r) >= {"d_loss", "g_loss", "d_real_acc", "d_fake_acc", "loss"} for r in result.history] == [True] * 3
 
@@ -209,8 +212,7 @@ def test_without_an_average_samples_come_from_the_trained_generator(batch):
     state, _ = _step()(_state(ema_decay=0.0), batch, jax.random.key(0))
     assert state.generator_ema is None
     latents = gan_train.sample_latents(jax.random.key(1), 4, LATENT)
-    chex.assert_trees_all_equal(gan_train.generate(state, latents, averaged=True),
-                                gan_train.generate(state, latents, averaged=False))
+    chex.assert_trees_all_equal(gan_train.generate(state, latents, averaged=True), gan_train.generate(state, latents, averaged=False))
 
 
 def test_sample_images_are_a_function_of_the_key():
@@ -225,8 +227,17 @@ def test_tiny_run_writes_results_and_pictures(tmp_path, quick_features):
     config = tiny("gan", arch="mlp", epochs=2, latent=LATENT, ema_decay=0.99)
     results = runs.train(config, str(tmp_path / "run"))
     written = json.loads((tmp_path / "run" / "results.json").read_text())
-    for key in ("fid", "fid_without_ema", "fid_floor", "classifier_accuracy", "feature_network", "d_loss", "g_loss",
-                "steps_per_second", "compile_seconds"):
+    for key in (
+        "fid",
+        "fid_without_ema",
+        "fid_floor",
+        "classifier_accuracy",
+        "feature_network",
+        "d_loss",
+        "g_loss",
+        "steps_per_second",
+        "compile_seconds",
+    ):
         assert key in written, key
     assert written["fid"] == results["fid"] and written["fid"] > written["fid_floor"] > 0
     assert written["feature_network"].startswith("classifier-mnist-") and written["fid_samples"] == 64
@@ -251,8 +262,9 @@ def test_conditional_step_uses_the_labels(batch):
     new, metrics = step(state, batch, jax.random.key(0))
     other, _ = step(state, {**batch, "label": (batch["label"] + 1) % 10}, jax.random.key(0))
     chex.assert_tree_all_finite(metrics)
-    assert not np.allclose(new.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"],
-                           other.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"])
+    assert not np.allclose(
+        new.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"], other.generator.params["MLPDecoder_0"]["Dense_0"]["kernel"]
+    )
 
 
 def test_tiny_conditional_run_scores_its_classes(tmp_path, quick_features):

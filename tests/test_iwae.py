@@ -1,5 +1,6 @@
 """Importance-weighted VAEs: the models' log-weight interface, the IWAE objective (k = 1 against the
 ELBO, stable log-mean-exp, KL warm-up), the DReG gradient, and the k-sample estimator."""
+
 import functools
 import math
 
@@ -304,7 +305,11 @@ def test_dreg_gradient(name):
     @jax.jit
     def gradients(keys, step):
         def per_key(key):
-            loss = lambda gradient: lambda p: iwae(K, gradient, warmup_steps=10, dynamic_binarization=False)(p, model.apply, {"image": _uint8(x)}, key, step=step)[0]  # noqa: E731
+            loss = lambda gradient: (
+                lambda p: iwae(K, gradient, warmup_steps=10, dynamic_binarization=False)(
+                    p, model.apply, {"image": _uint8(x)}, key, step=step
+                )[0]
+            )  # noqa: E731
             reference = (jax.grad(f)(params, model.apply, x, key, K, kl_weight(step, 1.0, 10)) for f in (_dreg_reference, _path_only))
             return (jax.grad(loss("standard"))(params), jax.grad(loss("dreg"))(params), *reference)
 
@@ -346,7 +351,9 @@ def test_estimator_compiles_once_and_is_the_objectives_bound_with_the_same_draws
 
     @jax.jit
     def log_mean_weights(x, key):
-        return jax.nn.logsumexp(VAE(SHAPE, latent=3, hidden=(8,)).apply({"params": params}, x, key, 10, method="log_weights"), 0) - math.log(10)
+        return jax.nn.logsumexp(
+            VAE(SHAPE, latent=3, hidden=(8,)).apply({"params": params}, x, key, 10, method="log_weights"), 0
+        ) - math.log(10)
 
     halves = [log_mean_weights(x[i : i + 4], jax.random.fold_in(jax.random.fold_in(key, b), 0)) for b, i in enumerate((0, 4))]
     assert first == pytest.approx(-float(jnp.mean(jnp.concatenate(halves))), rel=1e-6)

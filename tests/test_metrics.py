@@ -1,4 +1,5 @@
 """Tests for jaxae.metrics: mse, psnr, ssim (pure JAX) and fid_from_features (host numpy)."""
+
 import math
 
 import chex
@@ -45,9 +46,7 @@ def _ssim_reference(x, y, data_range=1.0):
                 vx = np.sum(w * (px - mx) ** 2)
                 vy = np.sum(w * (py - my) ** 2)
                 cxy = np.sum(w * (px - mx) * (py - my))
-                vals.append(
-                    ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-                )
+                vals.append(((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
     return float(np.mean(vals))
 
 
@@ -82,9 +81,7 @@ class PsnrTest(chex.TestCase):
         x = _images(2, (4, 8, 8, 1))
         y = np.clip(x + np.random.default_rng(3).normal(0, 0.1, x.shape), 0, 1).astype(np.float32)
         mse = np.mean((x.astype(np.float64) - y) ** 2, axis=(1, 2, 3))
-        np.testing.assert_allclose(
-            np.asarray(self.variant(psnr)(x, y)), 10 * np.log10(1.0 / mse), rtol=1e-5
-        )
+        np.testing.assert_allclose(np.asarray(self.variant(psnr)(x, y)), 10 * np.log10(1.0 / mse), rtol=1e-5)
         xu = np.round(x * 255).astype(np.uint8)
         yu = np.round(y * 255).astype(np.uint8)
         mse_u = np.mean((xu.astype(np.float64) - yu) ** 2, axis=(1, 2, 3))
@@ -169,9 +166,7 @@ class SsimTest(chex.TestCase):
         y = np.clip(x + rng.normal(0, 20, x.shape), 0, 255).astype(np.uint8)
         out = self.variant(lambda a, b: ssim(a, b, data_range=255.0))(x, y)
         self.assertEqual(out.dtype, jnp.float32)
-        np.testing.assert_allclose(
-            np.asarray(out), [_ssim_reference(x[0], y[0], data_range=255.0)], atol=1e-5
-        )
+        np.testing.assert_allclose(np.asarray(out), [_ssim_reference(x[0], y[0], data_range=255.0)], atol=1e-5)
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.parameters(0.05, 0.2, -0.3)
@@ -191,18 +186,14 @@ class SsimTest(chex.TestCase):
         out = self.variant(ssim)(x, x + np.float32(0.2))
         self.assertLess(float(out[0]), 1.0)
         self.assertGreater(float(out[0]), 0.5)
-        np.testing.assert_allclose(
-            np.asarray(out), [_ssim_reference(x[0], x[0] + np.float32(0.2))], atol=1e-5
-        )
+        np.testing.assert_allclose(np.asarray(out), [_ssim_reference(x[0], x[0] + np.float32(0.2))], atol=1e-5)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_decreases_with_noise(self):
         x = _images(15, (1, 16, 16, 1))
         rng = np.random.default_rng(16)
         base = rng.normal(0, 1, x.shape).astype(np.float32)
-        scores = [
-            float(self.variant(ssim)(x, x + np.float32(s) * base)[0]) for s in (0.0, 0.05, 0.1, 0.3)
-        ]
+        scores = [float(self.variant(ssim)(x, x + np.float32(s) * base)[0]) for s in (0.0, 0.05, 0.1, 0.3)]
         self.assertTrue(all(a > b for a, b in zip(scores, scores[1:])), scores)
 
     def test_symmetric_single_image_vmap_and_scale(self):
@@ -282,9 +273,7 @@ def test_fid_symmetric_and_permutation_invariant():
     fid = fid_from_features(a, b)
     assert fid > 0
     assert math.isclose(fid_from_features(b, a), fid, rel_tol=1e-9)
-    assert math.isclose(
-        fid_from_features(a[rng.permutation(400)], b[rng.permutation(300)]), fid, rel_tol=1e-9
-    )
+    assert math.isclose(fid_from_features(a[rng.permutation(400)], b[rng.permutation(300)]), fid, rel_tol=1e-9)
 
 
 def test_fid_accepts_jax_float32_and_returns_float():

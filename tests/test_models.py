@@ -1,4 +1,5 @@
 """Autoencoder modules and the phase-decomposed transposed convolution."""
+
 import chex
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,5 @@
 """Noise models: shape/dtype/range contracts, determinism, and the statistics they promise."""
+
 import chex
 import jax
 import jax.numpy as jnp

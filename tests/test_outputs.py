@@ -1,4 +1,5 @@
 """What a run writes: files created with the umask's ordinary mode, atomically, and readable back."""
+
 import json
 import os
 import stat

@@ -1,4 +1,5 @@
 """Data parallelism: jit over 1, 2 or 4 devices and pmap give the numbers of one device."""
+
 import json
 import os
 import socket
@@ -42,8 +43,18 @@ def _fit(images, model, devices, parallel):
     state = create_train_state(net, optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
     step = make_train_step(reconstruction(CORRUPTIONS[model]))
     mesh = data_mesh(jax.devices()[:devices])
-    return fit(state, step, {"image": images}, key=jax.random.key(1), epochs=2, batch_size=32, steps_per_dispatch=4,
-               progress=False, mesh=mesh, parallel=parallel)
+    return fit(
+        state,
+        step,
+        {"image": images},
+        key=jax.random.key(1),
+        epochs=2,
+        batch_size=32,
+        steps_per_dispatch=4,
+        progress=False,
+        mesh=mesh,
+        parallel=parallel,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +64,7 @@ def single_device(digits):
 
 @pytest.mark.parametrize(
     "model,devices,parallel",
-    [("ae", 2, "jit"), ("ae", 4, "jit"), ("ae", 1, "pmap"), ("ae", 2, "pmap"), ("ae", 4, "pmap"),
-     ("dae", 4, "jit"), ("dae", 4, "pmap")],
+    [("ae", 2, "jit"), ("ae", 4, "jit"), ("ae", 1, "pmap"), ("ae", 2, "pmap"), ("ae", 4, "pmap"), ("dae", 4, "jit"), ("dae", 4, "pmap")],
 )
 def test_agrees_with_one_device(digits, single_device, model, devices, parallel):
     reference = single_device[model]
@@ -88,8 +98,18 @@ def _gan_fit(devices, parallel, micro_batches=1, arch="mlp"):
 
 def _fit_state(state, step, devices, parallel):
     images = data.load("mnist", "train")[0][:256]
-    return fit(state, step, {"image": images}, key=jax.random.key(1), epochs=1, batch_size=32, steps_per_dispatch=4,
-               progress=False, mesh=data_mesh(jax.devices()[:devices]), parallel=parallel).state
+    return fit(
+        state,
+        step,
+        {"image": images},
+        key=jax.random.key(1),
+        epochs=1,
+        batch_size=32,
+        steps_per_dispatch=4,
+        progress=False,
+        mesh=data_mesh(jax.devices()[:devices]),
+        parallel=parallel,
+    ).state
 
 
 def _conv_gan_fit(devices, parallel, micro_batches=1):
@@ -189,9 +209,32 @@ class _Scale(nn.Module):
 
 def _train_command(workdir, *options) -> list[str]:
     """`jaxae train` of the tiny ae run that `tiny("ae", arch="mlp", code_size=8)` describes."""
-    return [sys.executable, "-m", "jaxae.cli", "train", "--model", "ae", "--arch", "mlp", "--code-size", "8",
-            "--epochs", "1", "--batch-size", "32", "--train-size", "256", "--test-size", "64",
-            "--steps-per-dispatch", "4", "--no-progress", "--workdir", str(workdir), *options]
+    return [
+        sys.executable,
+        "-m",
+        "jaxae.cli",
+        "train",
+        "--model",
+        "ae",
+        "--arch",
+        "mlp",
+        "--code-size",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--train-size",
+        "256",
+        "--test-size",
+        "64",
+        "--steps-per-dispatch",
+        "4",
+        "--no-progress",
+        "--workdir",
+        str(workdir),
+        *options,
+    ]
 
 
 def _devices_env(devices: int) -> dict:
@@ -199,8 +242,7 @@ def _devices_env(devices: int) -> dict:
 
 
 def _cli_results(workdir, devices, options=()):
-    done = subprocess.run(_train_command(workdir, *options), capture_output=True, text=True, timeout=300,
-                          env=_devices_env(devices))
+    done = subprocess.run(_train_command(workdir, *options), capture_output=True, text=True, timeout=300, env=_devices_env(devices))
     assert done.returncode == 0, done.stderr
     return json.loads((workdir / "results.json").read_text())
 
@@ -242,11 +284,21 @@ def _free_port() -> int:
 def test_two_processes_train_in_step_and_agree_with_one(tmp_path, micro_batches):
     """Within float tolerance of one process; with micro-batches, the same bits."""
     workdir = tmp_path / "run"
-    command = _train_command(workdir, "--epochs", "2", "--micro-batches", str(micro_batches),
-                             "--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2")
+    command = _train_command(
+        workdir,
+        "--epochs",
+        "2",
+        "--micro-batches",
+        str(micro_batches),
+        "--coordinator",
+        f"127.0.0.1:{_free_port()}",
+        "--num-processes",
+        "2",
+    )
     processes = [
-        subprocess.Popen([*command, "--process-id", str(i)], env=_devices_env(2), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*command, "--process-id", str(i)], env=_devices_env(2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         for i in range(2)
     ]
     errors = [p.communicate(timeout=300)[1] for p in processes]
@@ -263,8 +315,10 @@ def test_two_processes_train_in_step_and_agree_with_one(tmp_path, micro_batches)
     single = runs.train(tiny("ae", arch="mlp", code_size=8, epochs=2, micro_batches=micro_batches), str(tmp_path / "single"))
     tolerance = 0 if micro_batches > 1 else 1e-5
     np.testing.assert_allclose(results[0]["test_mse"], single["test_mse"], rtol=tolerance)
-    losses = [[json.loads(line)["loss"] for line in text.splitlines()]
-              for text in (metrics[0], (tmp_path / "single" / "metrics.jsonl").read_text())]
+    losses = [
+        [json.loads(line)["loss"] for line in text.splitlines()]
+        for text in (metrics[0], (tmp_path / "single" / "metrics.jsonl").read_text())
+    ]
     np.testing.assert_allclose(losses[0], losses[1], rtol=tolerance)
 
 
@@ -281,8 +335,11 @@ def test_unrolled_dispatch_is_straight_line_and_equals_the_scan(steps):
     unrolled = make_multi_step(step, mesh, unroll=True)
     assert "while" not in unrolled.lower(state, images, indices, jax.random.key(1)).as_text()
     copy = jax.tree.map(jnp.copy, state)
-    chex.assert_trees_all_close(unrolled(state, images, indices, jax.random.key(1)),
-                                make_multi_step(step, mesh)(copy, images, indices, jax.random.key(1)), rtol=1e-6)
+    chex.assert_trees_all_close(
+        unrolled(state, images, indices, jax.random.key(1)),
+        make_multi_step(step, mesh)(copy, images, indices, jax.random.key(1)),
+        rtol=1e-6,
+    )
 
 
 @pytest.mark.slow
@@ -293,8 +350,10 @@ def test_micro_batches_give_the_same_bits_in_processes_of_1_and_2_devices():
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 CPU cores for a 2-device process with the 1-device process's thread pool")
     script = os.path.join(os.path.dirname(__file__), "scripts", "train_hashes.py")
-    processes = [subprocess.Popen([sys.executable, script], env=_devices_env(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for n in (1, 2)]
+    processes = [
+        subprocess.Popen([sys.executable, script], env=_devices_env(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for n in (1, 2)
+    ]
     outputs = [p.communicate(timeout=600) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], [err for _, err in outputs]
     one, two = (json.loads(out.splitlines()[-1]) for out, _ in outputs)

@@ -1,5 +1,6 @@
 """Nonsense settings, busy folders and relabelled results are refused in one line, before anything
 is written."""
+
 import contextlib
 import io
 import json
@@ -156,7 +157,11 @@ def test_a_second_run_on_a_folder_is_refused_naming_the_first(tmp_path):
 
 def test_a_killed_run_leaves_no_stale_lock(tmp_path):
     workdir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import time
 from pathlib import Path
 from jaxae.runs.lock import FolderLock
@@ -164,7 +169,11 @@ Path({str(workdir)!r}).mkdir()
 lock = FolderLock({str(workdir)!r}, "run")
 print("locked", flush=True)
 time.sleep(60)
-"""], stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(OSError, match=f"PID {holder.pid}"):
         FolderLock(workdir, "run")
@@ -176,8 +185,9 @@ time.sleep(60)
 def test_two_runs_started_together_one_wins_and_nothing_is_lost(tmp_path):
     workdir = tmp_path / "run"
     command = [sys.executable, "-m", "jaxae.cli", "train", *TINY_ARGS, "--epochs", "2", "--workdir", str(workdir)]
-    processes = [subprocess.Popen([*command, "--seed", str(seed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                 for seed in (0, 1)]
+    processes = [
+        subprocess.Popen([*command, "--seed", str(seed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for seed in (0, 1)
+    ]
     errors = [p.communicate(timeout=300)[1] for p in processes]
     codes = sorted(p.returncode for p in processes)
     assert codes == [0, 2], errors

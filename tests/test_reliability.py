@@ -1,4 +1,5 @@
 """Reliability: resumed and killed runs, NaN or Inf in training, bad input from the user."""
+
 import contextlib
 import gzip
 import io
@@ -30,8 +31,23 @@ from jaxae.train.step import make_train_step
 
 TIMINGS = ("steps_per_second", "compile_seconds", "train_seconds", "steps")  # per process, not per run
 CONFIG = tiny("ae", arch="mlp", code_size=8, epochs=2)
-CLI_ARGS = ["--model", "ae", "--arch", "mlp", "--code-size", "8", "--batch-size", "32", "--train-size", "256",
-            "--test-size", "64", "--steps-per-dispatch", "4", "--no-progress"]
+CLI_ARGS = [
+    "--model",
+    "ae",
+    "--arch",
+    "mlp",
+    "--code-size",
+    "8",
+    "--batch-size",
+    "32",
+    "--train-size",
+    "256",
+    "--test-size",
+    "64",
+    "--steps-per-dispatch",
+    "4",
+    "--no-progress",
+]
 
 
 def _numbers(results: dict) -> dict:
@@ -95,8 +111,7 @@ def test_resuming_within_an_epoch_is_exact():
     options = dict(key=jax.random.key(1), epochs=2, batch_size=32, steps_per_dispatch=2, progress=False)
     step = make_train_step(reconstruction())
     taken = []
-    straight = fit(_initial_state(), step, images, checkpoint_every=3, on_checkpoint=lambda s, m: taken.append((s, m)),
-                   **options)
+    straight = fit(_initial_state(), step, images, checkpoint_every=3, on_checkpoint=lambda s, m: taken.append((s, m)), **options)
     assert [int(s.step) for s, _ in taken] == [4, 6, 10, 12] and [len(m["loss"]) for _, m in taken] == [4, 6, 2, 4]
     for state, so_far in taken:
         resumed = fit(state, step, images, epoch_so_far=so_far, **options)
@@ -140,15 +155,27 @@ def _poisoned_step(at_step: int, what: str):
 
 @pytest.mark.parametrize(
     "at_step,what,message",
-    [(6, "loss", "diverged at step 6 (epoch 1): loss nan"), (11, "params", "diverged at step 12 (epoch 2)"),
-     (16, "params", "parameters or optimizer state hold NaN or Inf after step 16 (epoch 2)")],
+    [
+        (6, "loss", "diverged at step 6 (epoch 1): loss nan"),
+        (11, "params", "diverged at step 12 (epoch 2)"),
+        (16, "params", "parameters or optimizer state hold NaN or Inf after step 16 (epoch 2)"),
+    ],
 )
 def test_non_finite_training_stops_and_keeps_the_good_checkpoint(tmp_path, at_step, what, message):
     images = {"image": data.load("fashion_mnist", "train")[0][:256]}
     with RunDir(tmp_path, CONFIG) as run:
         with pytest.raises(NonFiniteError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            fit(run.start(_initial_state(), 8), _poisoned_step(at_step, what), images, key=jax.random.key(0), epochs=2,
-                batch_size=32, steps_per_dispatch=4, progress=False, on_log=run.log)
+            fit(
+                run.start(_initial_state(), 8),
+                _poisoned_step(at_step, what),
+                images,
+                key=jax.random.key(0),
+                epochs=2,
+                batch_size=32,
+                steps_per_dispatch=4,
+                progress=False,
+                on_log=run.log,
+            )
         saved = [] if at_step <= 8 else [8]
         assert [r["step"] for r in run.history()] == saved
         assert run.checkpoints.latest_step() == (saved[-1] if saved else None)

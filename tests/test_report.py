@@ -1,5 +1,6 @@
 """The report: what each budget plans, its answers read off the tables, and the whole report on a
 tiny budget (every section and figure, then reuse with identical numbers)."""
+
 import json
 
 import pytest
@@ -16,16 +17,32 @@ def tiny_budget(monkeypatch, quick_features):
     monkeypatch.setitem(
         plan.BUDGETS,
         "tiny",
-        plan.Budget("tiny test budget", code_sizes=(16, 30), factors=(2,), autoencoder={**TINY, "arch": "mlp"}, sr=TINY,
-                    vae={**TINY, "nll_samples": 4}, gan={**TINY, "arch": "mlp", "classifier_arch": "mlp"}),
+        plan.Budget(
+            "tiny test budget",
+            code_sizes=(16, 30),
+            factors=(2,),
+            autoencoder={**TINY, "arch": "mlp"},
+            sr=TINY,
+            vae={**TINY, "nll_samples": 4},
+            gan={**TINY, "arch": "mlp", "classifier_arch": "mlp"},
+        ),
     )
 
 
 def test_the_quick_plan_keeps_what_the_lesson_asks_and_trains_mlps():
     configs = plan.plan(plan.BUDGETS["quick"])
-    required = {"ae_mnist_code16", "ae_mnist_code30", "ae_fashion_mnist_code16", "ae_fashion_mnist_code30",
-                "sr_mnist_x2", "sr_fashion_mnist_x2", "vae_mnist", "gan_mnist", "gan_fashion_mnist",
-                *(f"dae_{d}_{n}" for d in plan.DATASETS for n in ("gaussian", "mask", "salt_and_pepper"))}
+    required = {
+        "ae_mnist_code16",
+        "ae_mnist_code30",
+        "ae_fashion_mnist_code16",
+        "ae_fashion_mnist_code30",
+        "sr_mnist_x2",
+        "sr_fashion_mnist_x2",
+        "vae_mnist",
+        "gan_mnist",
+        "gan_fashion_mnist",
+        *(f"dae_{d}_{n}" for d in plan.DATASETS for n in ("gaussian", "mask", "salt_and_pepper")),
+    }
     assert required <= set(configs)
     assert {configs[n].options.arch for n in configs if n.startswith(("ae_", "dae_", "gan_"))} == {"mlp"}
     assert configs["gan_mnist"].options.classifier_arch == configs["gan_fashion_mnist"].options.classifier_arch == "mlp"

@@ -1,5 +1,6 @@
 """The researcher's own data: .npz, .npy folders, image folders, TFDS array_record and arrays in
 memory, of any shape; bad files refused in one line; streaming gives the same bits as on-device."""
+
 import contextlib
 import io
 import json
@@ -81,8 +82,21 @@ def test_image_folder_of_grey_pngs_trains_a_step(tmp_path):
     assert list(dataset.train.labels) == [0] * 6 + [1] * 6 and len(dataset.test) == 6
     expected = np.asarray(Image.open(root / "train" / "dog" / "2.png"))
     np.testing.assert_array_equal(dataset.train.images[8, ..., 0], expected)
-    code, err = _cli(["train", "--model", "ae", "--dataset", str(root), *ONE_STEP[:2], "--batch-size", "4", "--no-progress",
-                      "--workdir", str(tmp_path / "run")])
+    code, err = _cli(
+        [
+            "train",
+            "--model",
+            "ae",
+            "--dataset",
+            str(root),
+            *ONE_STEP[:2],
+            "--batch-size",
+            "4",
+            "--no-progress",
+            "--workdir",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 0, err
 
 
@@ -107,8 +121,9 @@ def _tiny_tfds_builder(images, labels):
         VERSION = tfds.core.Version("1.0.0")
 
         def _info(self):
-            features = tfds.features.FeaturesDict({"image": tfds.features.Image(shape=images["train"].shape[1:]),
-                                                   "label": tfds.features.ClassLabel(names=["a", "b", "c"])})
+            features = tfds.features.FeaturesDict(
+                {"image": tfds.features.Image(shape=images["train"].shape[1:]), "label": tfds.features.ClassLabel(names=["a", "b", "c"])}
+            )
             return self.dataset_info_from_configs(features=features)
 
         def _split_generators(self, dl_manager):
@@ -167,12 +182,28 @@ def _npz(**arrays):
     "damage,message",
     [
         (_npz(x_train=np.zeros((4, 8, 8), np.uint8)), "no array x_test"),
-        (_npz(x_train=np.zeros((4, 8, 8), np.float32), x_test=np.zeros((4, 8, 8), np.float32)), "x_train has dtype float32; images must be uint8"),
-        (_npz(x_train=np.zeros((4, 8), np.uint8), x_test=np.zeros((4, 8), np.uint8)), "x_train has shape (4, 8); images must be (N, H, W) or (N, H, W, C)"),
+        (
+            _npz(x_train=np.zeros((4, 8, 8), np.float32), x_test=np.zeros((4, 8, 8), np.float32)),
+            "x_train has dtype float32; images must be uint8",
+        ),
+        (
+            _npz(x_train=np.zeros((4, 8), np.uint8), x_test=np.zeros((4, 8), np.uint8)),
+            "x_train has shape (4, 8); images must be (N, H, W) or (N, H, W, C)",
+        ),
         (_npz(x_train=np.zeros((4, 8, 8), np.uint8), x_test=np.zeros((4, 9, 8), np.uint8)), "both splits need one shape"),
-        (_npz(x_train=np.zeros((4, 8, 8), np.uint8), x_test=np.zeros((4, 8, 8), np.uint8), y_train=np.zeros(4, np.int64)), "labels for one split only"),
-        (_npz(x_train=np.zeros((4, 8, 8), np.uint8), x_test=np.zeros((4, 8, 8), np.uint8), y_train=np.zeros(3, np.int64),
-              y_test=np.zeros(4, np.int64)), "y_train has shape (3,); want one label per image, (4,)"),
+        (
+            _npz(x_train=np.zeros((4, 8, 8), np.uint8), x_test=np.zeros((4, 8, 8), np.uint8), y_train=np.zeros(4, np.int64)),
+            "labels for one split only",
+        ),
+        (
+            _npz(
+                x_train=np.zeros((4, 8, 8), np.uint8),
+                x_test=np.zeros((4, 8, 8), np.uint8),
+                y_train=np.zeros(3, np.int64),
+                y_test=np.zeros(4, np.int64),
+            ),
+            "y_train has shape (3,); want one label per image, (4,)",
+        ),
         (_mixed_sizes, None),
         (_empty_class, None),
         (_unreadable, None),

@@ -1,4 +1,5 @@
 """Super-resolution: degradation shapes, the network's sub-pixel layout and start, scores, the run."""
+
 import json
 
 import chex
@@ -91,8 +92,16 @@ def test_run_writes_results_and_picture(tmp_path):
     config = tiny("sr", dataset="fashion_mnist", factor=2, sr_input="blurry")
     results = runs.train(config, str(tmp_path))
     on_disk = json.loads((tmp_path / "results.json").read_text())
-    for key in ("test_psnr", "test_ssim", "bicubic_psnr", "bicubic_ssim", "nearest_psnr", "nearest_ssim",
-                "steps_per_second", "compile_seconds"):
+    for key in (
+        "test_psnr",
+        "test_ssim",
+        "bicubic_psnr",
+        "bicubic_ssim",
+        "nearest_psnr",
+        "nearest_ssim",
+        "steps_per_second",
+        "compile_seconds",
+    ):
         assert np.isfinite(on_disk[key]) and on_disk[key] == results[key]
     assert on_disk["factor"] == 2 and on_disk["sr_input"] == "blurry"
     assert results["bicubic_psnr"] > results["nearest_psnr"]

@@ -1,4 +1,5 @@
 """The training loop and the ae/dae runs: determinism, learning, outputs, timings."""
+
 import json
 
 import chex
@@ -58,8 +59,9 @@ def test_conv_autoencoder_on_digits_needs_bce(digits, loss, trains):
     assert training_loss(make_config("ae", dataset="fashion_mnist")) == "mse"
     assert training_loss(make_config("ae", dataset="mnist", loss="mse")) == "mse"
     state = create_train_state(autoencoder("conv", 30, (28, 28, 1)), optax.adam(1e-3), jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
-    result = fit(state, make_train_step(reconstruction(loss=loss)), {"image": digits}, key=jax.random.key(0), epochs=6,
-                 batch_size=32, progress=False)
+    result = fit(
+        state, make_train_step(reconstruction(loss=loss)), {"image": digits}, key=jax.random.key(0), epochs=6, batch_size=32, progress=False
+    )
     # A constant all-black output scores the mean squared pixel, about 0.11 on MNIST.
     assert (result.history[-1]["mse"] < 0.06) == trains, result.history[-1]
 

@@ -1,4 +1,5 @@
 """The variational autoencoder: KL, reparameterization, objective, IWAE estimate, run outputs."""
+
 import functools
 import json
 import math
@@ -274,8 +275,13 @@ def test_conditional_vae_decodes_the_class_it_is_given():
     assert not np.allclose(mu, model.apply({"params": params}, x, labels + 1, method="encode")[0])
 
 
-@pytest.mark.parametrize("options", [dict(objective="iwae", iwae_samples=3, gradient="dreg"),
-                                     dict(stochastic_layers=2, objective="iwae", iwae_samples=2, activation="tanh", depth=2, kl_warmup_epochs=0.5)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(objective="iwae", iwae_samples=3, gradient="dreg"),
+        dict(stochastic_layers=2, objective="iwae", iwae_samples=2, activation="tanh", depth=2, kl_warmup_epochs=0.5),
+    ],
+)
 def test_importance_weighted_runs_through_the_runner(tmp_path, options):
     results = runs.train(tiny("vae", hidden=32, latent=4, latent2=2, hidden2=16, nll_samples=6, **options), str(tmp_path))
     assert math.isfinite(results["test_nll"]) and results["iwae_samples"] == options["iwae_samples"]

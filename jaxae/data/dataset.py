@@ -6,6 +6,7 @@ A split's columns ("image", and "label" where there are labels) are numpy arrays
 (`Split.read`). `Split.gather(indices)` returns one batch as a dict of numpy arrays, the pytree
 that objectives receive as `batch`; `Split.load()` returns the whole split in memory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -185,15 +186,15 @@ def as_labels(array, count: int, what: str) -> np.ndarray:
     return array.astype(np.int32)
 
 
-def from_arrays(
-    x_train, x_test, y_train=None, y_test=None, *, name: str = "arrays", classes: tuple[str, ...] | None = None
-) -> Dataset:
+def from_arrays(x_train, x_test, y_train=None, y_test=None, *, name: str = "arrays", classes: tuple[str, ...] | None = None) -> Dataset:
     """A Dataset from arrays: images uint8 (N, H, W) or (N, H, W, C) (numpy arrays or memory maps),
     integer labels (N,) for both splits or for neither. `classes` names the labels; by default
     "0" .. str(max label) over both splits."""
     train, test = as_images(x_train, f"{name}: x_train"), as_images(x_test, f"{name}: x_test")
     if train.shape[1:] != test.shape[1:]:
-        raise DataFormatError(f"{name}: x_train images are {train.shape[1:]} but x_test images are {test.shape[1:]}; both splits need one shape")
+        raise DataFormatError(
+            f"{name}: x_train images are {train.shape[1:]} but x_test images are {test.shape[1:]}; both splits need one shape"
+        )
     if (y_train is None) != (y_test is None):
         raise DataFormatError(f"{name}: labels for one split only; give y_train and y_test, or neither")
     if y_train is None:

@@ -8,6 +8,7 @@
   Pillow reads, all of one size; the colour mode is the first image's (L for grey, else RGB);
   classes are the folder names in sorted order. Hidden files (starting with ".") are skipped.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -30,8 +31,10 @@ def load_npz(path: Path) -> Dataset:
     with archive:
         missing = [k for k in ("x_train", "x_test") if k not in archive.files]
         if missing:
-            raise DataFormatError(f"{path}: no array {' or '.join(missing)} (it holds {', '.join(archive.files) or 'nothing'}); "
-                                  "save it with np.savez(path, x_train=..., x_test=..., y_train=..., y_test=...)")
+            raise DataFormatError(
+                f"{path}: no array {' or '.join(missing)} (it holds {', '.join(archive.files) or 'nothing'}); "
+                "save it with np.savez(path, x_train=..., x_test=..., y_train=..., y_test=...)"
+            )
         arrays = {}
         for key in NPY_NAMES:
             if key in archive.files:
@@ -110,8 +113,10 @@ def _read_split(split_dir: Path, classes: list[str], mode: str, size: tuple[int,
         for path in _files(class_dir):
             image = _open(path)
             if image.size != size:
-                raise DataFormatError(f"{path}: image is {image.size[0]}x{image.size[1]}, but the first image is "
-                                      f"{size[0]}x{size[1]}; all images of a folder need one size (W x H)")
+                raise DataFormatError(
+                    f"{path}: image is {image.size[0]}x{image.size[1]}, but the first image is "
+                    f"{size[0]}x{size[1]}; all images of a folder need one size (W x H)"
+                )
             images.append(np.asarray(image.convert(mode), np.uint8))
             labels.append(label)
     stacked = np.stack(images)

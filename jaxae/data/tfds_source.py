@@ -4,6 +4,7 @@
 The dataset needs an `image` feature of fixed shape (H, W, C) and uint8 pixels, and may have a
 `label` ClassLabel feature; its splits `train` and `test` are used, in TFDS's record order.
 """
+
 from __future__ import annotations
 
 import os

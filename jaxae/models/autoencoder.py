@@ -5,6 +5,7 @@ pixel logits (N, H, W, C), float32 (apply a sigmoid for images in [0, 1]). The c
 work on a grid of `cell` x `cell` pixel cells, so H and W must be multiples of the cell (4). Each
 half is a module of its own, usable alone; `Autoencoder` chains them.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -106,4 +107,3 @@ def autoencoder(arch: str, code_size: int, image_shape: tuple[int, int, int]) ->
     if arch == "conv":
         return Autoencoder(ConvEncoder(code_size), ConvDecoder(image_shape))
     raise ValueError(f"unknown architecture {arch!r}: use mlp or conv")
-

@@ -1,6 +1,7 @@
 """A small classifier for images of any size, whose penultimate layer is the feature network of
 the FID (see jaxae.features): convolutional (the default) or an MLP (cheaper, for quick budgets).
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -8,6 +8,7 @@ With `num_classes` set, each network also takes int32 labels (N,): a generator a
 one-hot code to its latents, and a discriminator adds a projection term <embed(label), h> to its
 logit, h being its last hidden features (Miyato & Koyama 2018).
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -11,6 +11,7 @@ lhs-dilated convolution whose weight gradient is very slow on XLA:CPU (benchmark
 the DCGAN's layers it is also faster than four stride-1 convolutions, one per phase, most of all
 for few output channels (the 64 -> 1 output layer), where a convolution uses the CPU poorly.
 """
+
 from __future__ import annotations
 
 import jax

@@ -14,6 +14,7 @@ space, to the logit of the input brought to H x H (itself for "blurry", nearest-
 coarse grid loses nothing (space-to-depth is a permutation; a blurry image carries no more than
 its l x l source) and costs cell^2 times fewer FLOPs than convolving at H x H.
 """
+
 from __future__ import annotations
 
 import jax

@@ -26,6 +26,7 @@ float32, in nats summed over the pixels and latent units of each image:
   for top-layer codes (..., latent), `reconstruct(x)` and `generate(key, n)`, image means in
   [0, 1]; `latent` is the top layer's size.
 """
+
 from __future__ import annotations
 
 import math
@@ -263,7 +264,7 @@ class HierarchicalVAE(nn.Module):
             raise ValueError(f"one hidden-width tuple per stochastic layer: got {self.hidden} for latents {self.latents}")
         widths = [tuple(w) for w in self.hidden]
         self.posteriors = [MLP(2 * units, w, self.activation) for units, w in zip(self.latents, widths)]
-        self.priors = [MLP(2 * self.latents[l], widths[l + 1][::-1], self.activation) for l in range(len(self.latents) - 1)]
+        self.priors = [MLP(2 * self.latents[i], widths[i + 1][::-1], self.activation) for i in range(len(self.latents) - 1)]
         self.decoder = MLP(math.prod(self.image_shape), widths[0][::-1], self.activation)
         if self.likelihood == "gaussian":
             self.log_scale = self.param("log_scale", nn.initializers.constant(INITIAL_LOG_SCALE), ())
@@ -355,7 +356,9 @@ class HierarchicalVAE(nn.Module):
         return jax.nn.sigmoid(self._pixel_logits(z))
 
 
-def iwae_paper_model(image_shape: tuple[int, int, int], stochastic_layers: int = 1, hidden=None, likelihood: str = "bernoulli") -> nn.Module:
+def iwae_paper_model(
+    image_shape: tuple[int, int, int], stochastic_layers: int = 1, hidden=None, likelihood: str = "bernoulli"
+) -> nn.Module:
     """Burda et al.'s tanh architecture with 1 (`VAE`) or 2 (`HierarchicalVAE`) stochastic layers;
     `hidden` replaces its deterministic widths: a tuple of widths for 1 layer, e.g. (200, 200),
     one such tuple per layer for 2, e.g. ((200, 200), (100, 100))."""

@@ -8,6 +8,7 @@ reused; one with checkpoints but no results is resumed. What the report adds (th
 transfer matrix, PCA, the FID of VAE samples) is computed from those runs with fixed keys, so
 running the command again on the same DIR gives identical numbers.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -86,7 +87,9 @@ def vae_sample_fid(config: Config, workdir: Path, count: int, net: features.Feat
     `workdir` against the test split, on the feature network `net` (the GAN's)."""
     data = runs.prepare_data(config)
     state = runs.restore(config, workdir, data)
-    samples = jax.jit(vae_spec.sample, static_argnums=(1, 3))(state.params, vae_spec.build_model(config, data.info), jax.random.key(7), count)
+    samples = jax.jit(vae_spec.sample, static_argnums=(1, 3))(
+        state.params, vae_spec.build_model(config, data.info), jax.random.key(7), count
+    )
     return net.fid(samples, data.test.load()["image"])
 
 

@@ -2,6 +2,7 @@
 
 Every number in the text is read from the tables passed in; nothing is typed by hand.
 """
+
 from __future__ import annotations
 
 from jaxae.report.plan import DATASETS, Budget
@@ -23,13 +24,13 @@ def figure(path: str, caption: str) -> str:
 
 def header(facts: dict) -> str:
     env = facts["environment"]
-    return f"""# jaxae report ({facts['budget']} budget)
+    return f"""# jaxae report ({facts["budget"]} budget)
 
-Produced by `{facts['command']}` on {facts['date']}. Budget: {facts['budget_description']}.
-Seed {facts['seed']} for every run. Software: jax {env['jax']}, jaxlib {env['jaxlib']}, flax {env['flax']},
-optax {env['optax']}, Python {env['python']}. Device: {env['device_count']} x {env['device_kind']} ({env['platform']}).
-Training time summed over the runs: {facts['train_seconds_all_runs']:.0f} s; this invocation took
-{facts['wall_seconds_this_invocation']:.0f} s (runs found finished in the folder are reused, not retrained).
+Produced by `{facts["command"]}` on {facts["date"]}. Budget: {facts["budget_description"]}.
+Seed {facts["seed"]} for every run. Software: jax {env["jax"]}, jaxlib {env["jaxlib"]}, flax {env["flax"]},
+optax {env["optax"]}, Python {env["python"]}. Device: {env["device_count"]} x {env["device_kind"]} ({env["platform"]}).
+Training time summed over the runs: {facts["train_seconds_all_runs"]:.0f} s; this invocation took
+{facts["wall_seconds_this_invocation"]:.0f} s (runs found finished in the folder are reused, not retrained).
 Each run is in `runs/NAME/` with its `results.json` (full config included) and pictures;
 every test figure is on the test split (its first `test_size` images where the budget says so).
 """
@@ -47,6 +48,21 @@ def denoising(transfer: dict) -> str:
         a, b = psnr[trained][tested], psnr[specialist][tested]
         return f"{a:.2f} dB against {b:.2f} dB for `{specialist}` ({a - b:+.2f} dB; noisy input {psnr['noisy input'][tested]:.2f} dB)"
 
+    own = psnr["dae_mnist_gaussian"]["mnist/gaussian"], psnr["dae_fashion_mnist_gaussian"]["fashion_mnist/gaussian"]
+    findings = "\n".join(
+        [
+            f"- Trained on gaussian noise, tested on missing pixels (Fashion-MNIST): "
+            f"{gap('dae_fashion_mnist_gaussian', 'fashion_mnist/mask', 'dae_fashion_mnist_mask')}.",
+            f"- Trained on missing pixels, tested on gaussian noise (Fashion-MNIST): "
+            f"{gap('dae_fashion_mnist_mask', 'fashion_mnist/gaussian', 'dae_fashion_mnist_gaussian')}.",
+            "- Trained on clothes, tested on digits (gaussian): "
+            f"{gap('dae_fashion_mnist_gaussian', 'mnist/gaussian', 'dae_mnist_gaussian')}.",
+            "- Trained on digits, tested on clothes (gaussian): "
+            f"{gap('dae_mnist_gaussian', 'fashion_mnist/gaussian', 'dae_fashion_mnist_gaussian')}.",
+            f"- Each dataset's own gaussian denoiser: {own[0]:.2f} dB on digits, {own[1]:.2f} dB on clothes; a denoiser helps only "
+            "where it beats the noisy input and the blur in the same column.",
+        ]
+    )
     return f"""## 1. Denoising: does a denoiser transfer to other noise and other data?
 
 Test PSNR in dB (higher is better). Rows: the denoiser (dataset and noise it was trained on:
@@ -56,15 +72,11 @@ gaussian blur (sigma chosen per column on the test images, an optimistic baselin
 
 {body}
 
-- Trained on gaussian noise, tested on missing pixels (Fashion-MNIST): {gap('dae_fashion_mnist_gaussian', 'fashion_mnist/mask', 'dae_fashion_mnist_mask')}.
-- Trained on missing pixels, tested on gaussian noise (Fashion-MNIST): {gap('dae_fashion_mnist_mask', 'fashion_mnist/gaussian', 'dae_fashion_mnist_gaussian')}.
-- Trained on clothes, tested on digits (gaussian): {gap('dae_fashion_mnist_gaussian', 'mnist/gaussian', 'dae_mnist_gaussian')}.
-- Trained on digits, tested on clothes (gaussian): {gap('dae_mnist_gaussian', 'fashion_mnist/gaussian', 'dae_fashion_mnist_gaussian')}.
-- Each dataset's own gaussian denoiser: {psnr['dae_mnist_gaussian']['mnist/gaussian']:.2f} dB on digits, {psnr['dae_fashion_mnist_gaussian']['fashion_mnist/gaussian']:.2f} dB on clothes; a denoiser helps only where it beats the noisy input and the blur in the same column.
+{findings}
 
-{figure('runs/dae_fashion_mnist_gaussian/samples.png', 'Fashion-MNIST, gaussian 0.2: clean / noisy / denoised')}
+{figure("runs/dae_fashion_mnist_gaussian/samples.png", "Fashion-MNIST, gaussian 0.2: clean / noisy / denoised")}
 
-{figure('runs/dae_fashion_mnist_mask/samples.png', 'Fashion-MNIST, 30% missing pixels: clean / masked / restored')}
+{figure("runs/dae_fashion_mnist_mask/samples.png", "Fashion-MNIST, 30% missing pixels: clean / masked / restored")}
 """
 
 
@@ -80,21 +92,21 @@ def compression(results: dict, pca: dict, code_sizes: tuple[int, ...]) -> str:
     for dataset in DATASETS:
         header_cells += [f"{NAMES[dataset]} AE MSE", "PCA MSE", "AE PSNR", "PCA PSNR"]
     digits, clothes = results["ae_mnist_code16"], results["ae_fashion_mnist_code16"]
-    arch = ARCHS[digits["config"]["arch"]]
+    arch, ratio = ARCHS[digits["config"]["arch"]], clothes["test_mse"] / digits["test_mse"]
     return f"""## 2. Compression: how small can the code be?
 
 Test reconstruction MSE per pixel (images in [0, 1]) and PSNR (dB) of the {arch} autoencoder
-({digits['config']['epochs']} epochs) and of PCA with as many components, fitted on the same training images.
+({digits["config"]["epochs"]} epochs) and of PCA with as many components, fitted on the same training images.
 
 {table(header_cells, rows)}
 
-- With 16 units the digits' test MSE is {digits['test_mse']:.4f} ({digits['test_psnr']:.2f} dB) and the clothes'
-  {clothes['test_mse']:.4f} ({clothes['test_psnr']:.2f} dB): the clothes/digits error ratio is {clothes['test_mse'] / digits['test_mse']:.2f}.
-- Against PCA at 16 components: digits {pca['mnist_code16']['mse']:.4f}, clothes {pca['fashion_mnist_code16']['mse']:.4f}.
+- With 16 units the digits' test MSE is {digits["test_mse"]:.4f} ({digits["test_psnr"]:.2f} dB) and the clothes'
+  {clothes["test_mse"]:.4f} ({clothes["test_psnr"]:.2f} dB): the clothes/digits error ratio is {ratio:.2f}.
+- Against PCA at 16 components: digits {pca["mnist_code16"]["mse"]:.4f}, clothes {pca["fashion_mnist_code16"]["mse"]:.4f}.
 
-{figure('runs/ae_mnist_code16/samples.png', 'MNIST, 16-unit code: test images (top rows) and reconstructions (bottom)')}
+{figure("runs/ae_mnist_code16/samples.png", "MNIST, 16-unit code: test images (top rows) and reconstructions (bottom)")}
 
-{figure('runs/ae_fashion_mnist_code16/samples.png', 'Fashion-MNIST, 16-unit code: test images and reconstructions')}
+{figure("runs/ae_fashion_mnist_code16/samples.png", "Fashion-MNIST, 16-unit code: test images and reconstructions")}
 """
 
 
@@ -103,21 +115,24 @@ def superres(results: dict, factors: tuple[int, ...]) -> str:
     for dataset in DATASETS:
         for factor in factors:
             r = results[f"sr_{dataset}_x{factor}"]
-            rows.append([
-                NAMES[dataset], f"{28 // factor}x{28 // factor} -> 28x28",
-                *(f"{r[f'{m}_psnr']:.2f} / {r[f'{m}_ssim']:.3f}" for m in ("nearest", "bicubic", "test")),
-                f"{r['test_psnr'] - r['bicubic_psnr']:+.2f}",
-            ])
+            rows.append(
+                [
+                    NAMES[dataset],
+                    f"{28 // factor}x{28 // factor} -> 28x28",
+                    *(f"{r[f'{m}_psnr']:.2f} / {r[f'{m}_ssim']:.3f}" for m in ("nearest", "bicubic", "test")),
+                    f"{r['test_psnr'] - r['bicubic_psnr']:+.2f}",
+                ]
+            )
     return f"""## 3. Super-resolution: the network against interpolation
 
 Test PSNR (dB) / SSIM of the 28x28 output. The network sees the bicubic upsampling of the
 low-resolution image (the blurry input) and is trained to output the sharp image.
 
-{table(['dataset', 'degradation', 'nearest', 'bicubic', 'network', 'gain over bicubic (dB)'], rows)}
+{table(["dataset", "degradation", "nearest", "bicubic", "network", "gain over bicubic (dB)"], rows)}
 
-{figure('runs/sr_fashion_mnist_x2/samples.png', 'Fashion-MNIST, factor 2: nearest / bicubic / network / original')}
+{figure("runs/sr_fashion_mnist_x2/samples.png", "Fashion-MNIST, factor 2: nearest / bicubic / network / original")}
 
-{figure(f'runs/sr_mnist_x{max(factors)}/samples.png', f'MNIST, factor {max(factors)}: nearest / bicubic / network / original')}
+{figure(f"runs/sr_mnist_x{max(factors)}/samples.png", f"MNIST, factor {max(factors)}: nearest / bicubic / network / original")}
 """
 
 
@@ -128,8 +143,18 @@ def vae(results: dict, fids: dict) -> str:
         nll = "-" if r["test_nll"] is None else f"{r['test_nll']:.2f} (k={r['nll_samples']})"
         dataset = r["config"]["dataset"]
         fid = f"{fids[dataset]:.2f}" if name == f"vae_{dataset}" else "-"
-        rows.append([name, r["likelihood"], r["config"]["latent"], f"{r['test_neg_elbo']:.2f}", f"{r['test_recon']:.2f}",
-                     f"{r['test_kl']:.2f}", nll, fid])
+        rows.append(
+            [
+                name,
+                r["likelihood"],
+                r["config"]["latent"],
+                f"{r['test_neg_elbo']:.2f}",
+                f"{r['test_recon']:.2f}",
+                f"{r['test_kl']:.2f}",
+                nll,
+                fid,
+            ]
+        )
     return f"""## 4. Variational autoencoder
 
 Nats per image summed over the 784 pixels. MNIST is binarized (Bernoulli likelihood, dynamic
@@ -139,15 +164,15 @@ reconstruction + KL with one sample per image; the log-likelihood is the importa
 estimate with k samples (never above the negative ELBO in expectation). FID: prior samples on
 the GAN's feature network (section 5).
 
-{table(['run', 'likelihood', 'latent', '-ELBO', 'reconstruction', 'KL', '-log p(x) IWAE', 'FID of samples'], rows)}
+{table(["run", "likelihood", "latent", "-ELBO", "reconstruction", "KL", "-log p(x) IWAE", "FID of samples"], rows)}
 
-{figure('runs/vae_mnist/samples.png', 'MNIST VAE: samples from the prior (Bernoulli means)')}
+{figure("runs/vae_mnist/samples.png", "MNIST VAE: samples from the prior (Bernoulli means)")}
 
-{figure('runs/vae_fashion_mnist/samples.png', 'Fashion-MNIST VAE: samples from the prior')}
+{figure("runs/vae_fashion_mnist/samples.png", "Fashion-MNIST VAE: samples from the prior")}
 
-{figure('runs/vae_mnist_latent2/latent_grid.png', 'MNIST, 2-unit latent: decoded grid of prior quantiles')}
+{figure("runs/vae_mnist_latent2/latent_grid.png", "MNIST, 2-unit latent: decoded grid of prior quantiles")}
 
-{figure('runs/vae_mnist_latent2/latent_scatter.png', 'MNIST, 2-unit latent: test codes by label')}
+{figure("runs/vae_mnist_latent2/latent_scatter.png", "MNIST, 2-unit latent: test codes by label")}
 """
 
 
@@ -155,8 +180,17 @@ def gan(results: dict, fids: dict) -> str:
     rows = []
     for dataset in DATASETS:
         r = results[f"gan_{dataset}"]
-        rows.append([NAMES[dataset], f"{r['fid']:.2f}", f"{r['fid_floor']:.2f}", f"{r['fid'] / r['fid_floor']:.1f}",
-                     f"{fids[dataset]:.2f}", f"{r['classifier_accuracy']:.4f}", f"`{r['feature_network']}`"])
+        rows.append(
+            [
+                NAMES[dataset],
+                f"{r['fid']:.2f}",
+                f"{r['fid_floor']:.2f}",
+                f"{r['fid'] / r['fid_floor']:.1f}",
+                f"{fids[dataset]:.2f}",
+                f"{r['classifier_accuracy']:.4f}",
+                f"`{r['feature_network']}`",
+            ]
+        )
     last = {d: results[f"gan_{d}"]["config"]["epochs"] for d in DATASETS}
     kind = {"conv": "DCGAN", "mlp": "MLP GAN"}[results["gan_mnist"]["config"]["arch"]]
     return f"""## 5. GAN
@@ -165,13 +199,13 @@ FID (lower is better) between generated images and the test images, in the featu
 project's own classifier (named; its test accuracy beside it). The floor is the FID of as many real
 training images: what a perfect generator would score.
 
-{table(['dataset', 'GAN FID', 'floor', 'GAN / floor', 'VAE FID', 'classifier accuracy', 'feature network'], rows)}
+{table(["dataset", "GAN FID", "floor", "GAN / floor", "VAE FID", "classifier accuracy", "feature network"], rows)}
 
-{figure(f"runs/gan_mnist/samples_epoch_{last['mnist']:02d}.png", f'MNIST {kind} samples after the last epoch')}
+{figure(f"runs/gan_mnist/samples_epoch_{last['mnist']:02d}.png", f"MNIST {kind} samples after the last epoch")}
 
-{figure(f"runs/gan_fashion_mnist/samples_epoch_{last['fashion_mnist']:02d}.png", f'Fashion-MNIST {kind} samples after the last epoch')}
+{figure(f"runs/gan_fashion_mnist/samples_epoch_{last['fashion_mnist']:02d}.png", f"Fashion-MNIST {kind} samples after the last epoch")}
 
-{figure('runs/gan_mnist/losses.png', f'MNIST {kind}: discriminator and generator losses per epoch')}
+{figure("runs/gan_mnist/losses.png", f"MNIST {kind}: discriminator and generator losses per epoch")}
 """
 
 
@@ -189,6 +223,13 @@ def answers_section(budget_name: str, checked: list[dict]) -> str:
 
 def render(facts: dict, budget: Budget, results: dict, transfer: dict, pca: dict, fids: dict, checked: list[dict]) -> str:
     """The whole report.md."""
-    sections = [header(facts), answers_section(facts["budget"], checked), denoising(transfer),
-                compression(results, pca, budget.code_sizes), superres(results, budget.factors), vae(results, fids), gan(results, fids)]
+    sections = [
+        header(facts),
+        answers_section(facts["budget"], checked),
+        denoising(transfer),
+        compression(results, pca, budget.code_sizes),
+        superres(results, budget.factors),
+        vae(results, fids),
+        gan(results, fids),
+    ]
     return "\n".join(sections)

@@ -5,6 +5,7 @@ trains the MLP autoencoders, denoisers and GANs instead (10-20 times more steps 
 CPU than the conv models), fewer code sizes and super-resolution factors, and an MLP feature
 network for the FIDs, so that its answers agree with the full budget's in minutes.
 """
+
 from __future__ import annotations
 
 import dataclasses

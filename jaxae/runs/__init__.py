@@ -4,6 +4,7 @@ keys -> data -> checks -> state -> fit -> evaluate -> pictures -> results.json. 
 every rule between the settings and the data is checked before the workdir is touched, so a
 refused run leaves nothing on disk.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,9 @@ def check_run(config: Config, data: Dataset) -> None:
     images, labels the model needs, and the model's own rules on the image shape."""
     spec = registry.get(config.model)
     if config.batch_size > len(data.train):
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(data.train)} training images of {data.name}: lower --batch-size")
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the {len(data.train)} training images of {data.name}: lower --batch-size"
+        )
     if spec.needs_labels(config) and data.classes is None:
         raise ValueError(f"this {config.model} run needs labelled data, and {data.name} has no labels")
     spec.check_data(config, data.info)
@@ -67,9 +70,13 @@ def train(config: Config, workdir: str | Path, data: Dataset | None = None, over
         state = run.start(spec.init(config, data.info, steps_per_epoch, keys["init"]), steps_per_epoch)
         on_epoch = None
         if spec.on_epoch is not None:
+
             def on_epoch(state, record):
                 spec.on_epoch(config, state, record, data.info, keys["pictures"], run.path)
-        result = fit(state, spec.train_step(config, data.info), data.train, key=keys["train"], **run.fit_hooks(on_epoch), **fit_options(config))
+
+        result = fit(
+            state, spec.train_step(config, data.info), data.train, key=keys["train"], **run.fit_hooks(on_epoch), **fit_options(config)
+        )
         history = run.history()
         results = spec.evaluate(config, result.state, data, keys["eval"], history)
         _require_finite(results)
@@ -102,5 +109,7 @@ def restore(config: Config, workdir: str | Path, data: Dataset | None = None):
     spec = registry.get(config.model)
     data = prepare_data(config, data)
     template = spec.init(config, data.info, 1, jax.random.key(0))
-    with contextlib.closing(Checkpoints(Path(workdir) / "checkpoints", config, {"data_fingerprint": data.fingerprint}, writer=False)) as checkpoints:
+    with contextlib.closing(
+        Checkpoints(Path(workdir) / "checkpoints", config, {"data_fingerprint": data.fingerprint}, writer=False)
+    ) as checkpoints:
         return checkpoints.restore(template)

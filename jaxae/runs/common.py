@@ -1,5 +1,6 @@
 """Pieces every run shares: the optimizer, keys, baseline scoring, the environment, and the run's
 folder (`RunDir`)."""
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,7 @@ def optimizer(config: Config, steps_per_epoch: int) -> optax.GradientTransformat
     """Adam at `config.learning_rate` (constant or cosine-decayed to 0 over the whole run) with
     first-moment decay `config.adam_b1`."""
     if steps_per_epoch < 1:
-        raise ValueError(
-            f"batch size {config.batch_size} is larger than the training set: lower --batch-size or raise --train-size"
-        )
+        raise ValueError(f"batch size {config.batch_size} is larger than the training set: lower --batch-size or raise --train-size")
     rate = config.learning_rate
     if config.schedule == "cosine":
         rate = optax.cosine_decay_schedule(rate, config.epochs * steps_per_epoch)
@@ -134,7 +133,9 @@ class RunDir:
             return
         if not overwrite:
             hint = "add --resume to continue it, " if "checkpoints" in held else ""
-            raise FileExistsError(f"{self.path} already holds a run ({', '.join(held)}): {hint}choose another --workdir, or add --overwrite to delete it")
+            raise FileExistsError(
+                f"{self.path} already holds a run ({', '.join(held)}): {hint}choose another --workdir, or add --overwrite to delete it"
+            )
         shutil.rmtree(checkpoints, ignore_errors=True)
         for file in [*(self.path / name for name in OUTPUTS), *self.path.glob("*.png")]:
             file.unlink(missing_ok=True)

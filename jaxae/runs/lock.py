@@ -3,6 +3,7 @@
 The kernel drops the lock when its process ends, however it ends (SIGKILL included), so a lock
 is never stale; the file keeps the PID of the last holder, which a refused process names.
 """
+
 from __future__ import annotations
 
 import fcntl

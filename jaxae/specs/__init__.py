@@ -1,5 +1,6 @@
 """The built-in models, each registered in `jaxae.registry` when its module is imported, in the
 order the CLI lists them."""
+
 import importlib
 
 BUILTINS = ("autoencoder", "superres", "vae", "gan", "classifier")

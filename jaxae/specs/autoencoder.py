@@ -3,6 +3,7 @@
 results.json: test_mse (per pixel) and test_psnr (dB) of the reconstructions, the training loss;
 for the dae also the noisy input's and the best gaussian blur's scores on the same noisy images.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -119,14 +120,25 @@ def pictures(config: Config, state, data, key: jax.Array, folder, history: list[
 def check_data(config: Config, info) -> None:
     height, width, _ = info.image_shape
     if config.options.arch == "conv" and (height % CELL or width % CELL):
-        raise ValueError(f"the conv autoencoder needs H and W multiples of {CELL}, got {height}x{width}: use --arch mlp, or crop or pad the images")
+        raise ValueError(
+            f"the conv autoencoder needs H and W multiples of {CELL}, got {height}x{width}: use --arch mlp, or crop or pad the images"
+        )
 
 
 for _name, _options, _summary in (
     ("ae", AutoencoderOptions, "compressing autoencoder: images -> a small code -> images, against PCA"),
     ("dae", DenoisingOptions, "denoising autoencoder: noisy images -> clean images, against the noisy input and a gaussian blur"),
 ):
-    register(ModelSpec(
-        name=_name, summary=_summary, options=_options, init=init, train_step=train_step, eval_step=eval_step,
-        evaluate=evaluate_run, pictures=pictures, check_data=check_data,
-    ))
+    register(
+        ModelSpec(
+            name=_name,
+            summary=_summary,
+            options=_options,
+            init=init,
+            train_step=train_step,
+            eval_step=eval_step,
+            evaluate=evaluate_run,
+            pictures=pictures,
+            check_data=check_data,
+        )
+    )

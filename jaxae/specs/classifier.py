@@ -2,6 +2,7 @@
 
 results.json: test_accuracy and test_loss (softmax cross-entropy, nats per image).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,9 +63,18 @@ def pictures(config: Config, state, data, key: jax.Array, folder, history: list[
     save_grid(folder / "errors.png", [shown[:10], shown[10:20]] if len(shown) > 10 else [shown])
 
 
-register(ModelSpec(
-    name="classifier", summary="image classifier (the FID's feature network): test accuracy",
-    options=ClassifierOptions, init=init, train_step=train_step, eval_step=eval_step, evaluate=evaluate_run,
-    pictures=pictures, needs_labels=lambda config: True, unroll=lambda config: True,
-    defaults={"epochs": 2, "schedule": "constant", "steps_per_dispatch": 8},
-))
+register(
+    ModelSpec(
+        name="classifier",
+        summary="image classifier (the FID's feature network): test accuracy",
+        options=ClassifierOptions,
+        init=init,
+        train_step=train_step,
+        eval_step=eval_step,
+        evaluate=evaluate_run,
+        pictures=pictures,
+        needs_labels=lambda config: True,
+        unroll=lambda config: True,
+        defaults={"epochs": 2, "schedule": "constant", "steps_per_dispatch": 8},
+    )
+)

@@ -16,6 +16,7 @@ The defaults are the settings that scored best in 10 epochs on MNIST (README): A
 b1 0, the R1 penalty 1 applied lazily on every 4th step, and samples from a 0.999 moving average.
 The DCGAN paper's settings are the recipe `dcgan_paper`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,8 +43,12 @@ class GANOptions(features.FeatureOptions):
 
     arch: str = option("conv", "conv (the DCGAN: H and W multiples of 4) or mlp", choices=("conv", "mlp"))
     latent: int = option(100, "latent units of the generator's input", range=POSITIVE_INT)
-    ema_decay: float = option(0.999, "sample from a moving average of the generator with this decay per step (0: the trained generator)", range=FRACTION)
-    r1: float = option(1.0, "R1 penalty (GAMMA/2) E||grad_x D(x)||^2 on real images in the discriminator's loss (0: none)", range=NON_NEGATIVE)
+    ema_decay: float = option(
+        0.999, "sample from a moving average of the generator with this decay per step (0: the trained generator)", range=FRACTION
+    )
+    r1: float = option(
+        1.0, "R1 penalty (GAMMA/2) E||grad_x D(x)||^2 on real images in the discriminator's loss (0: none)", range=NON_NEGATIVE
+    )
     r1_every: int = option(4, "apply the R1 penalty on every N-th step only, N times as strong (lazy R1)", range=POSITIVE_INT)
     conditional: bool = option(False, "condition the generator and the discriminator on the labels (needs labelled data)")
 
@@ -147,13 +152,29 @@ def check_data(config: Config, info) -> None:
         raise ValueError(f"the DCGAN needs H and W multiples of 4, got {height}x{width}: use --arch mlp, or crop or pad the images")
 
 
-register(ModelSpec(
-    name="gan", summary="generative adversarial network: two-phase BCE training, scored by FID",
-    options=GANOptions, init=init, train_step=train_step, eval_step=eval_step, evaluate=evaluate_run,
-    pictures=pictures, on_epoch=on_epoch, check_data=check_data,
-    needs_labels=lambda config: config.options.conditional,
-    unroll=lambda config: config.options.arch == "conv",  # nn.Conv gradients run far faster unrolled on XLA:CPU
-    defaults={"dataset": "mnist", "epochs": 10, "batch_size": 64, "learning_rate": 1.2e-3, "adam_b1": 0.0,
-              "schedule": "constant", "steps_per_dispatch": 8},
-    absent={"adam_b1": 0.5, "ema_decay": 0.0, "r1": 0.0, "r1_every": 1},
-))
+register(
+    ModelSpec(
+        name="gan",
+        summary="generative adversarial network: two-phase BCE training, scored by FID",
+        options=GANOptions,
+        init=init,
+        train_step=train_step,
+        eval_step=eval_step,
+        evaluate=evaluate_run,
+        pictures=pictures,
+        on_epoch=on_epoch,
+        check_data=check_data,
+        needs_labels=lambda config: config.options.conditional,
+        unroll=lambda config: config.options.arch == "conv",  # nn.Conv gradients run far faster unrolled on XLA:CPU
+        defaults={
+            "dataset": "mnist",
+            "epochs": 10,
+            "batch_size": 64,
+            "learning_rate": 1.2e-3,
+            "adam_b1": 0.0,
+            "schedule": "constant",
+            "steps_per_dispatch": 8,
+        },
+        absent={"adam_b1": 0.5, "ema_decay": 0.0, "r1": 0.0, "r1_every": 1},
+    )
+)

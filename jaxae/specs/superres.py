@@ -5,6 +5,7 @@ bicubic upsampling of the low-resolution image (sr_input "blurry") or that image
 ("lowres"). Nearest and bicubic interpolation of the same low-resolution test images are scored
 alongside it, all with PSNR (dB) and SSIM, per image then averaged, data range 1.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,7 +34,9 @@ class SuperResolutionOptions:
     """The super-resolution network's own settings."""
 
     factor: int = option(2, "downsampling factor, 2 or 4 (H and W multiples of 4)", choices=FACTORS)
-    sr_input: str = option("blurry", "the network's input: blurry (bicubic back to H x W) or lowres (H/factor x W/factor)", choices=("blurry", "lowres"))
+    sr_input: str = option(
+        "blurry", "the network's input: blurry (bicubic back to H x W) or lowres (H/factor x W/factor)", choices=("blurry", "lowres")
+    )
     loss: str | None = option(None, "reconstruction loss, mse or bce (default: mse)", choices=("mse", "bce"))
 
 
@@ -106,8 +109,17 @@ def check_data(config: Config, info) -> None:
         raise ValueError(f"super-resolution needs H and W multiples of {CELL}, got {height}x{width}: crop or pad the images")
 
 
-register(ModelSpec(
-    name="sr", summary="super-resolution: H/f x W/f images -> H x W images, against bicubic",
-    options=SuperResolutionOptions, init=init, train_step=train_step, eval_step=eval_step,
-    evaluate=evaluate_run, pictures=pictures, check_data=check_data, defaults={"epochs": 10},
-))
+register(
+    ModelSpec(
+        name="sr",
+        summary="super-resolution: H/f x W/f images -> H x W images, against bicubic",
+        options=SuperResolutionOptions,
+        init=init,
+        train_step=train_step,
+        eval_step=eval_step,
+        evaluate=evaluate_run,
+        pictures=pictures,
+        check_data=check_data,
+        defaults={"epochs": 10},
+    )
+)

@@ -7,6 +7,7 @@ Without it the model trains on grey levels (or colour levels) with a Gaussian li
 global scale). Every figure is in nats per image, summed over the H x W x C pixel values (and
 over the latent units); results.json names the likelihood and the units.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,12 +54,16 @@ class VAEOptions(features.FeatureOptions):
     stochastic_layers: int = option(1, "stochastic layers: 1, or 2 (q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1); mlp only)", choices=(1, 2))
     latent2: int = option(50, "latent units of the second stochastic layer", range=POSITIVE_INT)
     hidden2: int = option(100, "units of each hidden layer between the two stochastic layers", range=POSITIVE_INT)
-    objective: str = option("elbo", "training objective: elbo, or iwae (the importance-weighted bound of --iwae-samples codes)", choices=("elbo", "iwae"))
+    objective: str = option(
+        "elbo", "training objective: elbo, or iwae (the importance-weighted bound of --iwae-samples codes)", choices=("elbo", "iwae")
+    )
     iwae_samples: int = option(5, "codes per image of the iwae objective", range=POSITIVE_INT)
     gradient: str = option("standard", "the iwae objective's gradient: standard, or dreg (doubly reparameterized)", choices=GRADIENTS)
     beta: float = option(1.0, "weight of the KL term in the training loss (beta-VAE)", range=NON_NEGATIVE)
     kl_warmup_epochs: float = option(0.0, "epochs over which the KL term's weight rises linearly from 0 to beta", range=NON_NEGATIVE)
-    binarize: bool | None = option(None, "dynamic binarization with a Bernoulli likelihood (default: on for mnist; off: a Gaussian likelihood of grey levels)")
+    binarize: bool | None = option(
+        None, "dynamic binarization with a Bernoulli likelihood (default: on for mnist; off: a Gaussian likelihood of grey levels)"
+    )
     nll_samples: int = option(0, "importance samples for the test log-likelihood (0: skip it)", range=NON_NEGATIVE, resumable=True)
     conditional: bool = option(False, "condition the encoder and the decoder on the labels (needs labelled data)")
 
@@ -77,10 +82,19 @@ def build_model(config: Config, info):
     widths = o.hidden if o.depth == 1 else (o.hidden,) * o.depth
     if o.stochastic_layers == 2:
         hidden = ((o.hidden,) * o.depth, (o.hidden2,) * o.depth)
-        return HierarchicalVAE(info.image_shape, latents=(o.latent, o.latent2), hidden=hidden, activation=o.activation, likelihood=likelihood)
+        return HierarchicalVAE(
+            info.image_shape, latents=(o.latent, o.latent2), hidden=hidden, activation=o.activation, likelihood=likelihood
+        )
     num_classes = info.num_classes if o.conditional else None
-    return VAE(info.image_shape, latent=o.latent, hidden=widths, arch=o.arch, likelihood=likelihood, activation=o.activation,
-               num_classes=num_classes)
+    return VAE(
+        info.image_shape,
+        latent=o.latent,
+        hidden=widths,
+        arch=o.arch,
+        likelihood=likelihood,
+        activation=o.activation,
+        num_classes=num_classes,
+    )
 
 
 def init(config: Config, info, steps_per_epoch: int, key: jax.Array):
@@ -141,7 +155,9 @@ def evaluate_run(config: Config, state, data, key: jax.Array, history: list[dict
     test = test_split(config, data)
     elbo_key, nll_key = jax.random.split(key)
     # The test set is already binarized (or grey): no binarization at evaluation.
-    scores = evaluate(make_eval_step(objective(config, data.info, dynamic_binarization=False), state.apply_fn), state.params, test, elbo_key)
+    scores = evaluate(
+        make_eval_step(objective(config, data.info, dynamic_binarization=False), state.apply_fn), state.params, test, elbo_key
+    )
     model = build_model(config, data.info)
     nll, nll_seconds = None, 0.0
     if o.nll_samples > 0:
@@ -216,8 +232,9 @@ def _scatter(codes: np.ndarray, labels: np.ndarray | None, path) -> None:
         ax.scatter(codes[:, 0], codes[:, 1], s=2)
     else:
         classes = int(np.max(labels)) + 1
-        points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10" if classes <= 10 else "viridis", s=2,
-                            vmin=-0.5, vmax=classes - 0.5)
+        points = ax.scatter(
+            codes[:, 0], codes[:, 1], c=labels, cmap="tab10" if classes <= 10 else "viridis", s=2, vmin=-0.5, vmax=classes - 0.5
+        )
         fig.colorbar(points, ax=ax, ticks=range(classes), label="label")
     ax.set(xlabel="z[0] (posterior mean)", ylabel="z[1] (posterior mean)", title="test codes")
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -238,9 +255,19 @@ def check_data(config: Config, info) -> None:
         raise ValueError(f"the conv VAE needs H and W multiples of {CELL}, got {height}x{width}: use --arch mlp, or crop or pad the images")
 
 
-register(ModelSpec(
-    name="vae", summary="variational autoencoder: ELBO or IWAE training, IWAE log-likelihood, samples from the prior",
-    options=VAEOptions, init=init, train_step=train_step, eval_step=eval_step, evaluate=evaluate_run,
-    pictures=pictures, check=check, check_data=check_data, needs_labels=lambda config: config.options.conditional,
-    defaults={"dataset": "mnist", "epochs": 10, "batch_size": 32, "learning_rate": 3e-3},
-))
+register(
+    ModelSpec(
+        name="vae",
+        summary="variational autoencoder: ELBO or IWAE training, IWAE log-likelihood, samples from the prior",
+        options=VAEOptions,
+        init=init,
+        train_step=train_step,
+        eval_step=eval_step,
+        evaluate=evaluate_run,
+        pictures=pictures,
+        check=check,
+        check_data=check_data,
+        needs_labels=lambda config: config.options.conditional,
+        defaults={"dataset": "mnist", "epochs": 10, "batch_size": 32, "learning_rate": 3e-3},
+    )
+)

@@ -18,6 +18,7 @@ flipped bit that still decompresses is found only this way). A restored state mu
 finite, since a state with NaN or Inf is never saved. Checkpoints written before the digest
 existed have no digest item: they still restore, with the other checks only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -183,8 +184,11 @@ class Checkpoints:
         saved, wanted = _leaves_by_path(saved), _leaves_by_path(target)
         differences = [f"{k} only in the checkpoint" for k in sorted(set(saved) - set(wanted))]
         differences += [f"{k} missing from it" for k in sorted(set(wanted) - set(saved))]
-        differences += [f"{k}: checkpoint {saved[k].shape} vs now {wanted[k].shape}"
-                        for k in sorted(set(saved) & set(wanted)) if saved[k].shape != wanted[k].shape]
+        differences += [
+            f"{k}: checkpoint {saved[k].shape} vs now {wanted[k].shape}"
+            for k in sorted(set(saved) & set(wanted))
+            if saved[k].shape != wanted[k].shape
+        ]
         if differences:
             more = f" and {len(differences) - 1} more" if len(differences) > 1 else ""
             raise CheckpointMismatchError(
@@ -208,8 +212,9 @@ class Checkpoints:
             raise self._damaged_error(step, f"its {item} differs from the sha256 digest saved with it")
 
     def _damaged_error(self, step: int, detail: str) -> CheckpointMismatchError:
-        return CheckpointMismatchError(f"the checkpoint at step {step} in {self.manager.directory} is damaged "
-                                       f"({detail}); {self._how_to_go_back(step)}")
+        return CheckpointMismatchError(
+            f"the checkpoint at step {step} in {self.manager.directory} is damaged ({detail}); {self._how_to_go_back(step)}"
+        )
 
     def _how_to_go_back(self, step: int) -> str:
         """What to do about a damaged checkpoint at `step`: delete its folder to resume from the
@@ -217,8 +222,7 @@ class Checkpoints:
         earlier = [s for s in self.manager.all_steps() if s < step]
         if earlier:
             return f"delete {self._step_dir(step)} to resume from step {max(earlier)}, or use another --workdir"
-        return (f"no earlier checkpoint is left: delete {self.manager.directory} and train without --resume, "
-                "or use another --workdir")
+        return f"no earlier checkpoint is left: delete {self.manager.directory} and train without --resume, or use another --workdir"
 
     def _read(self, step: int, **items):
         try:
@@ -239,8 +243,7 @@ class Checkpoints:
             saved, now = with_defaults(saved_config), self.record
             detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now.get(k)!r}" for k in differences)
             raise CheckpointMismatchError(
-                f"the checkpoint in {self.manager.directory} is from another config ({detail}); "
-                "use another --workdir or the same options"
+                f"the checkpoint in {self.manager.directory} is from another config ({detail}); use another --workdir or the same options"
             )
 
     def close(self) -> None:

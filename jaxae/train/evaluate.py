@@ -10,6 +10,7 @@ so every example counts once and the rest compiles separately.
 - `map_examples(fn, ...)`: `fn` returns per-example outputs (B, ...); the result stacks them to
   (N, ...) numpy arrays. Batch i gets key `fold_in(key, i)` (None without a key).
 """
+
 from __future__ import annotations
 
 import functools

@@ -20,6 +20,7 @@ there is no average (`generator_ema` is None) and samples come from the trained 
 A conditional GAN (`GANSettings.conditional`) gives both networks the batch's labels: the
 generated images of both phases carry the real batch's labels, so they follow the data's classes.
 """
+
 from __future__ import annotations
 
 import dataclasses

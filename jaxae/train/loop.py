@@ -15,6 +15,7 @@ the devices (jit over a Mesh, or pmap) is `jaxae.train.parallel`'s business; bot
 numbers. Metrics stay on the devices until a log point (the end of an epoch), where a NaN or Inf
 in them or in the state stops the run before `on_log` sees the bad state.
 """
+
 from __future__ import annotations
 
 import concurrent.futures

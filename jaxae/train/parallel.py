@@ -25,6 +25,7 @@ and 4 devices drift apart by float rounding, which training can amplify (a ReLU 
 on one side only). With micro-batches (`micro_batch_grad`, `--micro-batches K`), every step sums
 K fixed micro-batch gradients in a fixed order and is bit-identical on any device count dividing K.
 """
+
 from __future__ import annotations
 
 import math
@@ -210,16 +211,14 @@ def micro_batch_grad(loss_fn: Callable, params, inputs, key: jax.Array, micro_ba
         first = lax.axis_index(AXIS) * local
         pieces = jax.tree.map(lambda x: x.reshape(local, -1, *x.shape[1:]), inputs)
         results = [
-            jax.grad(loss_fn, has_aux=True)(params, jax.tree.map(lambda x: x[j], pieces), shard_key(key, first + j))
+            jax.grad(loss_fn, has_aux=True)(params, jax.tree.map(lambda x, j=j: x[j], pieces), shard_key(key, first + j))
             for j in range(local)  # straight-line, so every piece compiles as the same computation
         ]
         stacked = jax.tree.map(lambda *xs: lax.all_gather(jnp.stack(xs), AXIS, tiled=True), *results)
         return jax.tree.map(_mean_in_order, stacked)
 
     batch_spec = jax.tree.map(lambda _: P(AXIS), inputs)
-    return jax.shard_map(on_device, mesh=mesh, in_specs=(P(), batch_spec, P()), out_specs=P(), check_vma=False)(
-        params, inputs, key
-    )
+    return jax.shard_map(on_device, mesh=mesh, in_specs=(P(), batch_spec, P()), out_specs=P(), check_vma=False)(params, inputs, key)
 
 
 def _mean_in_order(stacked: jax.Array) -> jax.Array:

@@ -5,6 +5,7 @@
 
 `state` is a `flax.training.train_state.TrainState`; metrics are dicts of float32 scalars.
 """
+
 from __future__ import annotations
 
 from jaxae.objectives import Objective

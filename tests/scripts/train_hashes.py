@@ -1,5 +1,6 @@
 """Trains each built-in model for 32 micro-batched steps on MNIST digits in this process and prints
 {model: sha256 of its final state} as JSON (tests/test_parallel.py compares processes)."""
+
 import hashlib
 import json
 import sys
