@@ -6,6 +6,7 @@ registered (the sparse autoencoder of experiments/custom_model.py is, here)."""
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import chex
@@ -17,7 +18,7 @@ from jaxae.config import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("custom_model", ROOT / "experiments" / "custom_model.py")
-custom_model = importlib.util.module_from_spec(_spec)
+custom_model = sys.modules["custom_model"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(custom_model)  # registers sparse_ae
 
 # Per model, what keeps its tiny run fast (the MLP variants; the conv ones run in their own tests).
