@@ -105,7 +105,7 @@ def train_classifier(model: Classifier, data: Dataset, seed: int, epochs: int) -
         key=data_key,
         shuffle_key=data_key,
         epochs=epochs,
-        batch_size=BATCH_SIZE,
+        batch_size=min(BATCH_SIZE, len(data.train)),  # fewer only for datasets smaller than a batch
         progress=False,
         mesh=data_mesh(jax.local_devices()[:1]),
         **dispatch,
