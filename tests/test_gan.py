@@ -45,7 +45,7 @@ def batch():
     return {"image": images, "label": jnp.arange(16, dtype=jnp.int32) % 10}
 
 
-@pytest.mark.parametrize("kernel", [3, 4, 5])
+@pytest.mark.parametrize("kernel", [4, 5])  # even and odd (every kernel of ConvTranspose2x: test_models)
 def test_generator_upsampling_matches_stock_conv_transpose(kernel):
     """The phase-decomposed generator equals one built on nn.ConvTranspose(strides=2, SAME)."""
     ours = DCGANGenerator(SHAPE, kernel_size=(kernel, kernel))
@@ -66,14 +66,18 @@ def test_generator_upsampling_matches_stock_conv_transpose(kernel):
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 @pytest.mark.parametrize("shape", [SHAPE, (16, 16, 1), (32, 32, 3), (64, 48, 3)])
 def test_shapes_and_ranges(arch, shape):
+    """Shapes and dtypes traced only (jax.eval_shape); the pixel range computed at 28x28x1."""
     generator, discriminator = gan(arch, shape)
     z = jax.random.normal(jax.random.key(0), (5, LATENT))
-    images = jax.jit(generator.apply)(generator.init(jax.random.key(1), z), z)
+    generator_params = jax.eval_shape(generator.init, jax.random.key(1), z)
+    images = jax.eval_shape(generator.apply, generator_params, z)
     chex.assert_shape(images, (5, *shape))
-    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
-    logits = jax.jit(discriminator.apply)(discriminator.init(jax.random.key(2), images), images)
+    logits = jax.eval_shape(discriminator.apply, jax.eval_shape(discriminator.init, jax.random.key(2), images), images)
     chex.assert_shape(logits, (5,))
     chex.assert_type(logits, jnp.float32)
+    if shape == SHAPE:
+        images = jax.jit(generator.apply)(generator.init(jax.random.key(1), z), z)
+        assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])

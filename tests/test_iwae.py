@@ -320,8 +320,9 @@ def test_dreg_gradient(name):
     for step in (5, 10):
         standard, dreg, reference, path = gradients(keys, step)
         chex.assert_tree_all_finite(dreg)
-        chex.assert_trees_all_close(dreg, reference, rtol=1e-4, atol=1e-5)
-        chex.assert_trees_all_close(decoder(dreg), decoder(standard), rtol=1e-4, atol=1e-5)
+        # two float32 paths to gradients up to about 10 in size: one element in 24576 came 1.7e-5 apart
+        chex.assert_trees_all_close(dreg, reference, rtol=1e-4, atol=1e-4)
+        chex.assert_trees_all_close(decoder(dreg), decoder(standard), rtol=1e-4, atol=1e-4)
         assert np.abs(_paired_z(dreg, standard, ENCODER[name])).max() < 5.0, step
     assert np.abs(_paired_z(path, standard, ENCODER[name])).max() > 10.0
 

@@ -86,13 +86,13 @@ def _vae_fit(devices, parallel, micro_batches=1):
     return _fit_state(state, make_train_step(vae(config.options.beta), micro_batches), devices, parallel)
 
 
-def _gan_fit(devices, parallel, micro_batches=1, arch="mlp"):
+def _gan_fit(devices, parallel, micro_batches=1):
     """With SGD at 0.01 (parameters move by up to 0.02-0.06 in 8 steps): Adam would turn the
     rounding differences of near-zero gradients into steps of its whole learning rate, which the
     adversarial game then spreads (up to 65 of 131072 weights past 1e-4 apart after 8 steps)."""
-    config = tiny("gan", arch=arch)
+    config = tiny("gan", arch="mlp")
     settings = GANSettings(config.options.latent, micro_batches=micro_batches)
-    state = create_gan_state(*gan(arch, (28, 28, 1)), optax.sgd(0.01), optax.sgd(0.01), jax.random.key(0), settings, (28, 28, 1))
+    state = create_gan_state(*gan("mlp", (28, 28, 1)), optax.sgd(0.01), optax.sgd(0.01), jax.random.key(0), settings, (28, 28, 1))
     return _fit_state(state, make_gan_step(settings), devices, parallel)
 
 
@@ -112,16 +112,13 @@ def _fit_state(state, step, devices, parallel):
     ).state
 
 
-def _conv_gan_fit(devices, parallel, micro_batches=1):
-    return _gan_fit(devices, parallel, micro_batches, arch="conv")
-
-
-@pytest.mark.parametrize("fit_model", [_ae_fit, _vae_fit, _gan_fit, _conv_gan_fit], ids=["dae", "vae", "gan", "dcgan"])
+@pytest.mark.parametrize("fit_model", [_ae_fit, _vae_fit, _gan_fit], ids=["dae", "vae", "gan"])
 def test_micro_batches_give_the_same_bits_on_1_2_and_4_devices(fit_model):
-    """Eight steps with 4 micro-batches: identical states on 1, 2 and 4 devices, and the plain
+    """Eight steps with 4 micro-batches: identical states on 1, 2 and 4 devices of this process, and the plain
     step's state to float tolerance in all but a few parameters: Adam moves a parameter whose
     gradient is near 0 by up to its learning rate whatever the gradient's size, so a rounding
-    difference there can show (the GANs here train with SGD, see _gan_fit)."""
+    difference there can show (the GAN here trains with SGD, see _gan_fit). The conv models' same
+    bits: test_micro_batches_give_the_same_bits_in_processes_of_1_and_2_devices."""
     one, two, four = (fit_model(devices, "jit", micro_batches=4) for devices in (1, 2, 4))
     chex.assert_trees_all_equal(jax.tree.leaves(two), jax.tree.leaves(one))
     chex.assert_trees_all_equal(jax.tree.leaves(four), jax.tree.leaves(one))
@@ -258,18 +255,19 @@ def test_four_devices_give_the_single_device_test_mse(tmp_path):
         np.testing.assert_allclose(result["test_psnr"], one["test_psnr"], rtol=1e-5)
 
 
-def test_with_micro_batches_four_devices_give_the_single_device_numbers_exactly(tmp_path):
-    one, four = (_cli_results(tmp_path / str(n), devices=n, options=("--micro-batches", "4")) for n in (1, 4))
-    assert [r["environment"]["device_count"] for r in (one, four)] == [1, 4] and one["config"]["micro_batches"] == 4
-    assert (four["test_mse"], four["test_psnr"]) == (one["test_mse"], one["test_psnr"])
-    assert (tmp_path / "4" / "metrics.jsonl").read_text() == (tmp_path / "1" / "metrics.jsonl").read_text()
+def test_with_micro_batches_two_devices_give_the_single_device_numbers_exactly(tmp_path):
+    """Processes of 1 and 2 devices, as docs/distributed.md states the claim on a 2-core CPU."""
+    one, two = (_cli_results(tmp_path / str(n), devices=n, options=("--micro-batches", "4")) for n in (1, 2))
+    assert [r["environment"]["device_count"] for r in (one, two)] == [1, 2] and one["config"]["micro_batches"] == 4
+    assert (two["test_mse"], two["test_psnr"]) == (one["test_mse"], one["test_psnr"])
+    assert (tmp_path / "2" / "metrics.jsonl").read_text() == (tmp_path / "1" / "metrics.jsonl").read_text()
 
 
 def test_with_micro_batches_a_run_resumes_on_another_device_count_exactly(tmp_path):
     options = ("--micro-batches", "4", "--schedule", "constant")
-    straight = _cli_results(tmp_path / "straight", devices=4, options=(*options, "--epochs", "2"))
+    straight = _cli_results(tmp_path / "straight", devices=2, options=(*options, "--epochs", "2"))
     _cli_results(tmp_path / "resumed", devices=1, options=options)
-    resumed = _cli_results(tmp_path / "resumed", devices=4, options=(*options, "--epochs", "2", "--resume"))
+    resumed = _cli_results(tmp_path / "resumed", devices=2, options=(*options, "--epochs", "2", "--resume"))
     assert resumed["test_mse"] == straight["test_mse"]
     assert (tmp_path / "resumed" / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
 

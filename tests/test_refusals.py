@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from jaxae import cli, runs
+from jaxae import cli, recipes, runs
 from jaxae.config import make_config, tiny
 from jaxae.runs.lock import LOCK_NAME, FolderLock
 
@@ -66,6 +66,14 @@ def test_a_nonsense_setting_is_one_line_and_writes_nothing(tmp_path, args, messa
     code, err = _cli(["train", *SMALL_ARGS, *args, "--workdir", str(workdir)])
     _assert_one_line(code, err, message)
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("name", recipes.names())
+def test_every_recipe_is_a_config_that_passes_the_checks(name):
+    values = recipes.load(name)
+    config = recipes.config(name)
+    assert config.model == values["model"]
+    assert all(getattr(config, k, None) == v or getattr(config.options, k) == v for k, v in values.items() if k != "model"), name
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from jaxae import cli, report, runs
 from jaxae.report import plan
 from jaxae.report.answers import answers
 
-TINY = dict(epochs=1, train_size=256, test_size=64, batch_size=32)
+TINY = dict(epochs=1, train_size=128, test_size=32, batch_size=32)
 
 
 @pytest.fixture
