@@ -26,7 +26,7 @@ from jaxae.outputs import save_grid
 from jaxae.runs.common import optimizer
 from jaxae.train.evaluate import evaluate
 from jaxae.train.state import create_train_state
-from jaxae.train.step import make_eval_step, make_train_step
+from jaxae.train.step import make_eval_step, make_state_eval_step, make_train_step
 
 
 class SparseAutoencoder(nn.Module):
@@ -76,8 +76,7 @@ def train_step(config: Config, info):
 
 
 def eval_step(config: Config, info):
-    objective = sparse_reconstruction(config.options.sparsity)
-    return lambda state, batch, key: objective(state.params, state.apply_fn, batch, key)[1]
+    return make_state_eval_step(sparse_reconstruction(config.options.sparsity))
 
 
 def evaluate_run(config: Config, state, data, key: jax.Array, history: list[dict]) -> dict:

@@ -78,14 +78,14 @@ def test_the_train_step_compiles_once(own, model):
     assert result.steps == 3 * (64 // 16)
 
 
-SHAPES = [(12, 20, 3)]  # colour, not square, not 28x28 (grey 16x16: the tests above)
+SHAPES = [(16, 16, 1), (32, 32, 3), (64, 48, 3)]  # the data issue's shapes: grey, colour, not square
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("model", ["ae", "dae", "sr", "vae", "gan", "classifier"])
 def test_every_model_trains_on_images_of_any_shape(tmp_path, synthetic, quick_features, model, shape):
-    """Each built-in model in its default architecture, one epoch on 32 images of that shape."""
+    """Each built-in model in its default architecture, one epoch on 32 images of each shape."""
     data = synthetic(shape, n_train=32, n_test=16)
     values = {"latent": 8, "classifier_arch": "mlp"} if model == "gan" else {}
     results = runs.train(tiny(model, dataset="own", batch_size=16, **values), tmp_path, data=data)

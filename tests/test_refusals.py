@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_calls import assert_one_line, cli_result
 
 from jaxae import cli, recipes, runs
 from jaxae.config import make_config, tiny
@@ -17,22 +18,6 @@ from jaxae.runs.lock import LOCK_NAME, FolderLock
 
 SMALL_ARGS = ["--batch-size", "32", "--train-size", "256", "--test-size", "64", "--steps-per-dispatch", "4", "--no-progress"]
 TINY_ARGS = ["--model", "ae", "--arch", "mlp", "--code-size", "8", *SMALL_ARGS]
-
-
-def _cli(argv) -> tuple[int, str]:
-    """Exit status and stderr of `jaxae ARGV` run in this process."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, err.getvalue()
-
-
-def _assert_one_line(code: int, err: str, message: str) -> None:
-    assert code == 2, err
-    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize(
@@ -63,8 +48,8 @@ def _assert_one_line(code: int, err: str, message: str) -> None:
 )
 def test_a_nonsense_setting_is_one_line_and_writes_nothing(tmp_path, args, message):
     workdir = tmp_path / "run"
-    code, err = _cli(["train", *SMALL_ARGS, *args, "--workdir", str(workdir)])
-    _assert_one_line(code, err, message)
+    code, err = cli_result(["train", *SMALL_ARGS, *args, "--workdir", str(workdir)])
+    assert_one_line(code, err, message)
     assert not workdir.exists()
 
 
@@ -132,8 +117,8 @@ def _copy(finished, tmp_path):
 def test_resuming_with_fewer_epochs_than_trained_is_refused(finished, tmp_path):
     workdir = _copy(finished, tmp_path)
     before = _files(workdir)
-    code, err = _cli(["train", *TINY_ARGS, "--epochs", "1", "--resume", "--workdir", str(workdir)])
-    _assert_one_line(code, err, "has trained 16 steps (2 epochs) already: --resume needs --epochs of at least 2")
+    code, err = cli_result(["train", *TINY_ARGS, "--epochs", "1", "--resume", "--workdir", str(workdir)])
+    assert_one_line(code, err, "has trained 16 steps (2 epochs) already: --resume needs --epochs of at least 2")
     assert _files(workdir) == before
 
 
@@ -142,10 +127,10 @@ def test_results_without_checkpoints_are_kept_unless_overwrite(finished, tmp_pat
     subprocess.run(["rm", "-r", str(workdir / "checkpoints")], check=True)
     (workdir / "checkpoints").mkdir()
     before = _files(workdir)
-    code, err = _cli(["train", *TINY_ARGS, "--epochs", "1", "--workdir", str(workdir)])
-    _assert_one_line(code, err, "already holds a run (metrics.jsonl, results.json): choose another --workdir, or add --overwrite")
+    code, err = cli_result(["train", *TINY_ARGS, "--epochs", "1", "--workdir", str(workdir)])
+    assert_one_line(code, err, "already holds a run (metrics.jsonl, results.json): choose another --workdir, or add --overwrite")
     assert _files(workdir) == before
-    assert _cli(["train", *TINY_ARGS, "--epochs", "1", "--overwrite", "--workdir", str(workdir)])[0] == 0
+    assert cli_result(["train", *TINY_ARGS, "--epochs", "1", "--overwrite", "--workdir", str(workdir)])[0] == 0
     assert json.loads((workdir / "results.json").read_text())["config"]["epochs"] == 1
     assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 1
 
@@ -156,8 +141,8 @@ def test_a_second_run_on_a_folder_is_refused_naming_the_first(tmp_path):
     holder = FolderLock(workdir, "run")
     try:
         for extra in ([], ["--resume"]):
-            code, err = _cli(["train", *TINY_ARGS, *extra, "--workdir", str(workdir)])
-            _assert_one_line(code, err, f"is in use by another jaxae run (PID {os.getpid()})")
+            code, err = cli_result(["train", *TINY_ARGS, *extra, "--workdir", str(workdir)])
+            assert_one_line(code, err, f"is in use by another jaxae run (PID {os.getpid()})")
         assert sorted(p.name for p in workdir.iterdir()) == [LOCK_NAME]
     finally:
         holder.release()
@@ -208,14 +193,14 @@ def test_two_runs_started_together_one_wins_and_nothing_is_lost(tmp_path):
 def test_report_out_that_is_a_file_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("kept")
-    _assert_one_line(*_cli(["report", "--budget", "quick", "--out", str(blocker)]), "is a file: choose a folder")
+    assert_one_line(*cli_result(["report", "--budget", "quick", "--out", str(blocker)]), "is a file: choose a folder")
     assert blocker.read_text() == "kept"
 
 
 def test_data_prepare_into_a_file_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("kept")
-    _assert_one_line(*_cli(["data", "prepare", "mnist", "--data-dir", str(blocker)]), "is a file: choose a folder")
+    assert_one_line(*cli_result(["data", "prepare", "mnist", "--data-dir", str(blocker)]), "is a file: choose a folder")
     assert blocker.read_text() == "kept"
 
 

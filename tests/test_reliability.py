@@ -1,8 +1,6 @@
 """Reliability: resumed and killed runs, NaN or Inf in training, bad input from the user."""
 
-import contextlib
 import gzip
-import io
 import json
 import os
 import random
@@ -18,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from cli_calls import assert_one_line, cli_result
 
 from jaxae import cli, data, runs
 from jaxae.config import config_differences, tiny
@@ -182,22 +181,6 @@ def test_non_finite_training_stops_and_keeps_the_good_checkpoint(tmp_path, at_st
         chex.assert_tree_all_finite(_latest_state(tmp_path))
 
 
-def _cli(argv) -> tuple[int, str]:
-    """Exit status and stderr of `jaxae ARGV` run in this process."""
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(argv)
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, err.getvalue()
-
-
-def _assert_one_line(code: int, err: str, message: str) -> None:
-    assert code == 2, err
-    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A finished tiny ae run's workdir."""
@@ -278,8 +261,8 @@ def test_bad_workdir_is_one_line_and_loses_nothing(tmp_path, trained, args, dama
     if damage:
         damage(workdir)
     before = _files(workdir)
-    code, err = _cli(["train", *CLI_ARGS, "--epochs", "2", *args, "--workdir", str(workdir)])
-    _assert_one_line(code, err, message)
+    code, err = cli_result(["train", *CLI_ARGS, "--epochs", "2", *args, "--workdir", str(workdir)])
+    assert_one_line(code, err, message)
     assert _files(workdir) == before
 
 
@@ -298,8 +281,8 @@ def test_resuming_a_finished_run_writes_strict_json(tmp_path, trained):
 def test_workdir_that_cannot_be_written_is_one_line(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("kept")
-    code, err = _cli(["train", *CLI_ARGS, "--workdir", str(blocker / "run")])
-    _assert_one_line(code, err, f"cannot write to the workdir {blocker / 'run'}")
+    code, err = cli_result(["train", *CLI_ARGS, "--workdir", str(blocker / "run")])
+    assert_one_line(code, err, f"cannot write to the workdir {blocker / 'run'}")
     assert blocker.read_text() == "kept"
 
 
@@ -327,8 +310,8 @@ def test_bad_data_file_is_one_line(tmp_path, monkeypatch, damage):
         os.symlink(data.builtin.DEBIAN_FASHION_MNIST_DIR / name, tmp_path / name)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(content)
     monkeypatch.setenv("JAXAE_DATA_DIR", str(tmp_path))
-    code, err = _cli(["train", *CLI_ARGS, "--dataset", "fashion_mnist", "--workdir", str(tmp_path / "run")])
-    _assert_one_line(code, err, message)
+    code, err = cli_result(["train", *CLI_ARGS, "--dataset", "fashion_mnist", "--workdir", str(tmp_path / "run")])
+    assert_one_line(code, err, message)
     assert "train-images-idx3-ubyte.gz" in err and "Replace or delete it" in err
 
 

@@ -22,7 +22,7 @@ from jaxae.registry import ModelSpec, register
 from jaxae.runs.common import optimizer, restoration_metrics
 from jaxae.train.evaluate import evaluate
 from jaxae.train.state import create_train_state
-from jaxae.train.step import make_eval_step, make_train_step
+from jaxae.train.step import make_eval_step, make_state_eval_step, make_train_step
 
 ARCHS = ("mlp", "conv")
 LOSSES = ("mse", "bce")
@@ -88,12 +88,7 @@ def train_step(config: Config, info):
 
 
 def eval_step(config: Config, info):
-    metrics_of = objective(config)
-
-    def step(state, batch, key):
-        return metrics_of(state.params, state.apply_fn, batch, key)[1]
-
-    return step
+    return make_state_eval_step(objective(config))
 
 
 def evaluate_run(config: Config, state, data, key: jax.Array, history: list[dict]) -> dict:

@@ -23,7 +23,7 @@ from jaxae.outputs import save_grid
 from jaxae.registry import ModelSpec, register
 from jaxae.runs.common import optimizer, restoration_metrics
 from jaxae.train.state import create_train_state
-from jaxae.train.step import make_train_step
+from jaxae.train.step import make_state_eval_step, make_train_step
 
 BASELINES = ("nearest", "bicubic")
 FACTORS = (2, 4)
@@ -73,12 +73,7 @@ def train_step(config: Config, info):
 
 
 def eval_step(config: Config, info):
-    metrics_of = objective(config)
-
-    def step(state, batch, key):
-        return metrics_of(state.params, state.apply_fn, batch, key)[1]
-
-    return step
+    return make_state_eval_step(objective(config))
 
 
 def restorers(config: Config, state) -> dict:

@@ -31,7 +31,7 @@ from jaxae.registry import ModelSpec, register
 from jaxae.runs.common import optimizer
 from jaxae.train.evaluate import evaluate, map_examples
 from jaxae.train.state import create_train_state
-from jaxae.train.step import make_eval_step, make_train_step
+from jaxae.train.step import make_eval_step, make_state_eval_step, make_train_step
 
 # The test set's one binarization: independent of the run's seed, so runs compare on the same data.
 TEST_BINARIZATION_KEY = 20140101
@@ -120,12 +120,7 @@ def train_step(config: Config, info):
 
 
 def eval_step(config: Config, info):
-    metrics_of = objective(config, info, dynamic_binarization=False)
-
-    def step(state, batch, key):
-        return metrics_of(state.params, state.apply_fn, batch, key)[1]
-
-    return step
+    return make_state_eval_step(objective(config, info, dynamic_binarization=False))
 
 
 def binarize_once(images: np.ndarray) -> np.ndarray:

@@ -38,3 +38,13 @@ def make_eval_step(objective: Objective, apply_fn):
         return objective(params, apply_fn, batch, key)[1]
 
     return eval_step
+
+
+def make_state_eval_step(objective: Objective):
+    """`step(state, batch, key) -> metrics` of `objective` with the state's parameters and
+    apply_fn, without gradients: the eval step of a model spec."""
+
+    def eval_step(state, batch, key):
+        return objective(state.params, state.apply_fn, batch, key)[1]
+
+    return eval_step
