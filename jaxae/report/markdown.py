@@ -215,7 +215,8 @@ def answers_section(budget_name: str, checked: list[dict]) -> str:
     lines = []
     for answer in checked:
         verdict = "**yes**" if answer["holds"] else "**no**"
-        lines.append(f"- Does {answer['question']}? {verdict} ({answer['detail']}).")
+        claim = answer["question"][0].upper() + answer["question"][1:]
+        lines.append(f"- {claim}: {verdict} ({answer['detail']}).")
         if not answer["holds"] and budget_name != "full":
             lines.append("  This differs from the full budget, where it holds: these models trained too little to show it.")
     return "## The answers\n\nRead off the tables below; the full budget (README) answers every one with yes.\n\n" + "\n".join(lines) + "\n"

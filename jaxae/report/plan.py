@@ -37,7 +37,7 @@ class Budget:
 
 BUDGETS = {
     "quick": Budget(
-        "about 5 minutes on 2 CPU cores: MLP autoencoders and denoisers (code sizes 16 and 30) for 3 "
+        "MLP autoencoders and denoisers (code sizes 16 and 30) for 3 "
         "epochs, super-resolution x2 for one epoch of 38400 images, the binarized-MNIST VAE for 15 "
         "epochs at batch 128, MLP GANs for 3 epochs, an MLP feature network for the FIDs; 2000 test "
         "images, IWAE with 100 samples",
