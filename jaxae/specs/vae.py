@@ -65,7 +65,11 @@ class VAEOptions(features.FeatureOptions):
         None, "dynamic binarization with a Bernoulli likelihood (default: on for mnist; off: a Gaussian likelihood of grey levels)"
     )
     nll_samples: int = option(0, "importance samples for the test log-likelihood (0: skip it)", range=NON_NEGATIVE, resumable=True)
-    conditional: bool = option(False, "condition the encoder and the decoder on the labels (needs labelled data)")
+    conditional: bool = option(
+        False,
+        "condition the encoder and the decoder on the labels (needs labelled data; "
+        "the cvae recipe adds --beta 2, so that samples show their class)",
+    )
 
 
 def uses_binarization(config: Config) -> bool:
