@@ -121,6 +121,7 @@ def vae(beta: float = 1.0, dynamic_binarization: bool = True, warmup_steps: int 
 
 
 GRADIENTS = ("standard", "dreg")
+BOUNDS = ("iwae", "elbo")
 
 
 def iwae(
@@ -129,13 +130,16 @@ def iwae(
     beta: float = 1.0,
     warmup_steps: int = 0,
     dynamic_binarization: bool = True,
+    bound: str = "iwae",
 ) -> Objective:
     """Negative importance-weighted bound (Burda et al. 2016) of a model with the interface of
     `jaxae.models.vae` (`VAE` or `HierarchicalVAE`), with k codes per image from the step key.
 
     With z_1 ... z_k ~ q(z|x) and a = kl_weight(step, beta, warmup_steps) (see `vae`), the log
     weights are log w_i = log p(x|z_i) + a (log p(z_i) - log q(z_i|x)) and the `loss` is
-    -(logsumexp_i log w_i - log k), nats per image, averaged over the batch. The key is used as
+    -(logsumexp_i log w_i - log k), nats per image, averaged over the batch; with `bound="elbo"`
+    it is -mean_i log w_i instead, the ELBO averaged over the k codes (the IWAE paper's VAE trained
+    with k samples; the same number as the bound at k = 1). The key is used as
     in `vae`: with the same key and k = 1 the codes and `recon` are `vae`'s, and `kl` is a
     one-sample estimate of its closed form. Metrics, nats per image at a = 1: `neg_iwae` (the
     k-sample bound), `neg_elbo` (-log w_i averaged over the k codes: the one-sample negative
@@ -155,7 +159,15 @@ def iwae(
         raise ValueError(f"iwae: k must be at least 1, got {k}")
     if gradient not in GRADIENTS:
         raise ValueError(f"unknown gradient {gradient!r}: use {' or '.join(GRADIENTS)}")
+    if bound not in BOUNDS:
+        raise ValueError(f"unknown bound {bound!r}: use {' or '.join(BOUNDS)}")
+    if bound == "elbo" and gradient == "dreg" and k > 1:
+        raise ValueError("dreg is the importance-weighted bound's gradient: use gradient='standard' for the k-sample elbo")
     log_k = math.log(k)
+
+    def reduce(log_w):
+        """(k, N) log weights -> (N,) bound per image."""
+        return jax.nn.logsumexp(log_w, axis=0) - log_k if bound == "iwae" else jnp.mean(log_w, axis=0)
 
     def objective(params, apply_fn, batch, key, step=None):
         x, eps_key = _vae_inputs(batch, key, dynamic_binarization)
@@ -166,7 +178,7 @@ def iwae(
             zs, _ = apply_fn({"params": params}, x, eps_key, k, method="sample_posterior")
             log_px_z, log_ratio = dreg_log_weight_terms(apply_fn)(params, zs, x, jnp.asarray(weight, jnp.float32))
         log_w = log_px_z + log_ratio
-        loss = -jnp.mean(jax.nn.logsumexp(log_px_z + weight * log_ratio, axis=0) - log_k)
+        loss = -jnp.mean(reduce(log_px_z + weight * log_ratio))
         recon, kl = -jnp.mean(log_px_z), -jnp.mean(log_ratio)
         return loss, {
             "loss": loss,

@@ -214,6 +214,21 @@ def test_log_mean_exp_is_stable_for_large_and_mixed_weights():
     assert math.isfinite(float(m["neg_iwae"]))
 
 
+def test_the_k_sample_elbo_averages_the_log_weights_and_is_the_bound_at_k1():
+    log_px_z, log_ratio = jnp.array([[-50.0, -60.0], [-52.0, -58.0], [-49.0, -70.0]]), jnp.array([[-3.0, -1.0], [-5.0, -2.0], [-4.0, 0.0]])
+    batch = {"image": jnp.zeros((2, 1, 1, 1), jnp.uint8)}
+    objective = iwae(3, warmup_steps=100, dynamic_binarization=False, bound="elbo")
+    for step, weight in ((40, 0.4), (None, 1.0)):
+        loss, m = objective(None, _stub_apply(log_px_z, log_ratio), batch, jax.random.key(0), step=step)
+        assert float(loss) == pytest.approx(-float(jnp.mean(log_px_z + weight * log_ratio)), rel=1e-6), step
+        assert float(m["neg_elbo"]) == pytest.approx(-float(jnp.mean(log_px_z + log_ratio)), rel=1e-6)
+        assert float(m["neg_iwae"]) < float(m["neg_elbo"])  # the bound is still reported, and is tighter
+    model, params = _model_and_params("hierarchical")
+    real = {"image": _uint8(_binary_images())}
+    one = jax.jit(lambda bound: iwae(1, bound=bound)(params, model.apply, real, jax.random.key(3)), static_argnums=0)
+    chex.assert_trees_all_equal(one("elbo"), one("iwae"))
+
+
 def test_kl_warmup_weights_the_latent_term_linearly_from_zero():
     assert kl_weight(None, 1.0, 100) == 1.0 and kl_weight(7, 0.5, 0) == 0.5
     chex.assert_trees_all_close([kl_weight(s, 1.0, 100) for s in (0, 25, 100, 1000)], [0.0, 0.25, 1.0, 1.0])
@@ -251,6 +266,10 @@ def test_rejects_bad_options():
         iwae(0)
     with pytest.raises(ValueError, match="unknown gradient"):
         iwae(5, gradient="reinforce")
+    with pytest.raises(ValueError, match="unknown bound"):
+        iwae(5, bound="cubo")
+    with pytest.raises(ValueError, match="dreg is the importance-weighted bound's gradient"):
+        iwae(5, gradient="dreg", bound="elbo")
 
 
 # --- DReG -----------------------------------------------------------------------------------------

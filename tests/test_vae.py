@@ -280,6 +280,7 @@ def test_conditional_vae_decodes_the_class_it_is_given():
     [
         dict(objective="iwae", iwae_samples=3, gradient="dreg"),
         dict(stochastic_layers=2, objective="iwae", iwae_samples=2, activation="tanh", depth=2, kl_warmup_epochs=0.5),
+        dict(objective="elbo_k", iwae_samples=3),
     ],
 )
 def test_importance_weighted_runs_through_the_runner(tmp_path, options):
@@ -293,3 +294,5 @@ def test_settings_that_do_not_go_together_are_refused():
         make_config("vae", stochastic_layers=2, arch="conv")
     with pytest.raises(ValueError, match="a conditional VAE trains on the ELBO"):
         make_config("vae", conditional=True, nll_samples=10)
+    with pytest.raises(ValueError, match="dreg is the iwae objective's gradient"):
+        make_config("vae", objective="elbo_k", gradient="dreg")

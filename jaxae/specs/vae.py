@@ -55,9 +55,12 @@ class VAEOptions(features.FeatureOptions):
     latent2: int = option(50, "latent units of the second stochastic layer", range=POSITIVE_INT)
     hidden2: int = option(100, "units of each hidden layer between the two stochastic layers", range=POSITIVE_INT)
     objective: str = option(
-        "elbo", "training objective: elbo, or iwae (the importance-weighted bound of --iwae-samples codes)", choices=("elbo", "iwae")
+        "elbo",
+        "training objective: elbo (one code), iwae (the importance-weighted bound of --iwae-samples codes), "
+        "or elbo_k (the ELBO averaged over --iwae-samples codes: the IWAE paper's VAE rows)",
+        choices=("elbo", "iwae", "elbo_k"),
     )
-    iwae_samples: int = option(5, "codes per image of the iwae objective", range=POSITIVE_INT)
+    iwae_samples: int = option(5, "codes per image of the iwae and elbo_k objectives", range=POSITIVE_INT)
     gradient: str = option("standard", "the iwae objective's gradient: standard, or dreg (doubly reparameterized)", choices=GRADIENTS)
     beta: float = option(1.0, "weight of the KL term in the training loss (beta-VAE)", range=NON_NEGATIVE)
     kl_warmup_epochs: float = option(0.0, "epochs over which the KL term's weight rises linearly from 0 to beta", range=NON_NEGATIVE)
@@ -110,13 +113,15 @@ def init(config: Config, info, steps_per_epoch: int, key: jax.Array):
 
 def objective(config: Config, info, dynamic_binarization: bool):
     """The training objective: the ELBO with the KL in closed form (one stochastic layer), else the
-    importance-weighted bound (k = 1 for the ELBO of two layers), warm-up in steps."""
+    importance-weighted bound or the k-sample ELBO (k = 1 for the ELBO of two layers), warm-up in
+    steps."""
     o = config.options
     warmup = round(o.kl_warmup_epochs * (info.train_size // config.batch_size))
     if o.objective == "elbo" and o.stochastic_layers == 1:
         return vae(o.beta, dynamic_binarization, warmup, o.conditional)
-    k = o.iwae_samples if o.objective == "iwae" else 1
-    return iwae(k, o.gradient, o.beta, warmup, dynamic_binarization)
+    k = 1 if o.objective == "elbo" else o.iwae_samples
+    bound = "iwae" if o.objective == "iwae" else "elbo"
+    return iwae(k, o.gradient, o.beta, warmup, dynamic_binarization, bound)
 
 
 def train_step(config: Config, info):
@@ -177,7 +182,7 @@ def evaluate_run(config: Config, state, data, key: jax.Array, history: list[dict
         "binarized": uses_binarization(config),
         "units": f"nats per image, summed over {values} pixel values ({LIKELIHOOD_UNITS[model.likelihood]})",
     }
-    if o.objective == "iwae":
+    if o.objective != "elbo":
         results.update(test_neg_iwae=scores["neg_iwae"], iwae_samples=o.iwae_samples)
     if o.conditional:
         asked = np.repeat(np.arange(data.num_classes, dtype=np.int32), PER_CLASS)
@@ -244,6 +249,8 @@ def check(config: Config) -> None:
     o = config.options
     if o.stochastic_layers == 2 and (o.arch != "mlp" or o.conditional):
         raise ValueError("two stochastic layers are built of mlps and are not conditional: use --arch mlp without --conditional")
+    if o.objective == "elbo_k" and o.gradient == "dreg":
+        raise ValueError("dreg is the iwae objective's gradient: use --gradient standard with --objective elbo_k")
     if o.conditional and (o.objective != "elbo" or o.nll_samples):
         raise ValueError("a conditional VAE trains on the ELBO and has no IWAE log-likelihood: use --objective elbo and --nll-samples 0")
 
