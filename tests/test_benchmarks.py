@@ -1,13 +1,15 @@
 """The benchmark machinery on a tiny run: JSON lines with the fields the table and the bars need;
 the pairing of JAX windows with each PyTorch peer's; the compiled PyTorch steps against eager ones."""
 
+import collections
 import importlib.util
 import json
+import re
 
 import jax
 import pytest
 
-from benchmarks import cases, run, timing
+from benchmarks import cases, run, timing, vae_breakdown
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 ROW_FIELDS = ("jax", "jaxlib", "device_kind", "device_count", "batch_size", "params", "compile_s", "steps_per_s",
@@ -187,3 +189,18 @@ def test_compiled_step_trains_as_the_eager_step(name):
     moved = torch.cat([(a - b).abs().flatten() for a, b in zip(eager_params, initial)]) > 1e-4
     differ = torch.cat([(a - b).abs().flatten() for a, b in zip(updated, eager_params)]) > 1e-5
     assert float(moved.float().mean()) > 0.05 and float(differ.float().mean()) < 1e-3
+
+
+def test_the_vae_breakdowns_matmuls_alone_are_the_library_steps_matmuls():
+    """The breakdown's 'matmuls alone' step lowers to the same matrix products, by operand and
+    result shapes, as the library's VAE step: none dropped, none added."""
+    case = cases.build("vae", jax.random.key(0))
+    batch = {"image": jax.numpy.zeros((case.config.batch_size, *cases.DATA.image_shape), jax.numpy.uint8)}
+
+    def products(c):
+        text = jax.jit(c.train_step).lower(c.state, batch, jax.random.key(0)).as_text()
+        return collections.Counter(re.findall(r"stablehlo.dot_general.*?: \((.*?)\) -> (tensor<[^>]*>)", text))
+
+    library = products(case)
+    assert sum(library.values()) == 11  # 4 forward, 4 weight gradients, 3 input gradients
+    assert products(vae_breakdown.matmuls_alone(case)) == library
