@@ -5,7 +5,8 @@ matmuls alone.
     .venv/bin/python -m benchmarks.vae_breakdown [--windows 7] [--window-seconds 1.5]
 
 The four K-step dispatches are alternated window by window in one process (`timing.alternate`),
-so that a change of the machine's speed hits them alike; prints each one's median steps/s and XLA's FLOP count of its step.
+so that a change of the machine's speed hits them alike; prints each one's median steps/s and
+XLA's FLOP count of its step.
 """
 
 import argparse

@@ -29,6 +29,7 @@ TINY_ARGS = ["--model", "ae", "--arch", "mlp", "--code-size", "8", *SMALL_ARGS]
         (["--test-size", "0"], "test_size must lie in [1, inf), got 0"),
         (["--model", "vae", "--beta", "-1"], "beta must lie in [0, inf), got -1.0"),
         (["--model", "vae", "--nll-samples", "-5"], "nll_samples must lie in [0, inf), got -5"),
+        (["--model", "vae", "--objective", "elbo_k", "--gradient", "dreg"], "dreg is the iwae objective's gradient"),
         (["--model", "dae", "--noise", "gaussian:inf"], "noise level inf is out of range for gaussian"),
         (["--model", "dae", "--noise", "mask:1.5"], "noise level 1.5 is out of range for mask"),
         (["--seed", "4294967296"], "seed must lie in [0, 4294967295]"),
