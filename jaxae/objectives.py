@@ -165,9 +165,15 @@ def iwae(
         raise ValueError("dreg is the importance-weighted bound's gradient: use gradient='standard' for the k-sample elbo")
     log_k = math.log(k)
 
-    def reduce(log_w):
-        """(k, N) log weights -> (N,) bound per image."""
-        return jax.nn.logsumexp(log_w, axis=0) - log_k if bound == "iwae" else jnp.mean(log_w, axis=0)
+    def iwae_bound(log_w):
+        """(k, N) log weights -> (N,) log-mean-exp over the k codes."""
+        return jax.nn.logsumexp(log_w, axis=0) - log_k
+
+    def elbo_bound(log_w):
+        """(k, N) log weights -> (N,) mean over the k codes."""
+        return jnp.mean(log_w, axis=0)
+
+    trained_bound = iwae_bound if bound == "iwae" else elbo_bound
 
     def objective(params, apply_fn, batch, key, step=None):
         x, eps_key = _vae_inputs(batch, key, dynamic_binarization)
@@ -178,12 +184,12 @@ def iwae(
             zs, _ = apply_fn({"params": params}, x, eps_key, k, method="sample_posterior")
             log_px_z, log_ratio = dreg_log_weight_terms(apply_fn)(params, zs, x, jnp.asarray(weight, jnp.float32))
         log_w = log_px_z + log_ratio
-        loss = -jnp.mean(reduce(log_px_z + weight * log_ratio))
+        loss = -jnp.mean(trained_bound(log_px_z + weight * log_ratio))
         recon, kl = -jnp.mean(log_px_z), -jnp.mean(log_ratio)
         return loss, {
             "loss": loss,
-            "neg_iwae": -jnp.mean(jax.nn.logsumexp(log_w, axis=0) - log_k),
-            "neg_elbo": -jnp.mean(jnp.mean(log_w, axis=0)),
+            "neg_iwae": -jnp.mean(iwae_bound(log_w)),
+            "neg_elbo": -jnp.mean(elbo_bound(log_w)),
             "recon": recon,
             "kl": kl,
         }
